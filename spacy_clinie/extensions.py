@@ -1,0 +1,111 @@
+"""Doc and Span extensions that carry clinical annotation through DocBin.
+
+Span extension values live in ``doc.user_data`` keyed by character offsets
+only, so two mentions with the same offsets but different labels would share
+them. We therefore keep per-mention data in one Doc-level dict keyed by the
+mention id (``span.id_``, which span groups serialise) and expose it on spans
+through getters and setters. Everything is plain JSON-like data so that
+``DocBin(store_user_data=True)`` round-trips it.
+
+Doc level
+- ``doc._.doc_id``      stable id of the document (e.g. ``ADCETRIS/S1``)
+- ``doc._.label_id``    drug label / source document the section belongs to
+- ``doc._.section``     section name, e.g. ``adverse reactions``
+- ``doc._.reactions``   unique reaction strings with MedDRA normalisations
+                        (the unit TAC 2017 annotates): list of dicts
+                        ``{"id", "str", "normalizations": [...], ...}``
+- ``doc._.relations``   list of ``{"id", "label", "head", "tail"}``, head and
+                        tail being mention ids
+- ``doc._.mention_attrs`` ``{mention_id: {...}}`` behind the span getters
+- ``doc._.source``      format-specific extras kept for lossless writing
+
+Span level (mentions in ``doc.spans[MENTIONS_KEY]``, ``span.id_`` = mention id)
+- ``span._.fragments``  exact character fragments ``[[start, end], ...]``;
+                        more than one for a discontiguous mention
+- ``span._.meddra``     list of normalisations ``{"meddra_pt", "meddra_pt_id",
+                        "meddra_llt", "meddra_llt_id"}``
+- ``span._.kind``       TAC re-release kind: human / animal / drug_class
+- ``span._.projected``  True when the mention was projected from another
+                        occurrence of the same annotated string
+- ``span._.attributes`` brat attributes / context flags ``{name: value}``
+"""
+from typing import Any, Callable, Dict, List, Optional
+
+from spacy.tokens import Doc, Span
+
+MENTIONS_KEY = "mentions"
+
+DOC_EXTENSIONS: Dict[str, Any] = {
+    "doc_id": None,
+    "label_id": None,
+    "section": None,
+    "reactions": None,
+    "relations": None,
+    "mention_attrs": None,
+    "source": None,
+}
+
+SPAN_FIELDS: Dict[str, Callable[[], Any]] = {
+    "fragments": lambda: None,
+    "meddra": lambda: None,
+    "kind": lambda: None,
+    "projected": lambda: False,
+    "attributes": lambda: None,
+    "notes": lambda: None,
+}
+
+
+def _mention_store(doc: Doc) -> Dict[str, Dict[str, Any]]:
+    store = doc._.mention_attrs
+    if store is None:
+        store = {}
+        doc._.mention_attrs = store
+    return store
+
+
+def _make_span_accessors(field: str):
+    default = SPAN_FIELDS[field]
+
+    def getter(span: Span) -> Any:
+        store = span.doc._.mention_attrs or {}
+        return store.get(span.id_, {}).get(field, default())
+
+    def setter(span: Span, value: Any) -> None:
+        if not span.id_:
+            raise ValueError(
+                f"Span {span.text!r} has no id: give mentions an id "
+                f"(span.id_) before setting span._.{field}"
+            )
+        _mention_store(span.doc).setdefault(span.id_, {})[field] = value
+
+    return getter, setter
+
+
+def register_extensions() -> None:
+    """Register the extensions once; safe to call repeatedly."""
+    for name, default in DOC_EXTENSIONS.items():
+        if not Doc.has_extension(name):
+            Doc.set_extension(name, default=default)
+    for field in SPAN_FIELDS:
+        if not Span.has_extension(field):
+            getter, setter = _make_span_accessors(field)
+            Span.set_extension(field, getter=getter, setter=setter)
+
+
+def get_mentions(doc: Doc, key: str = MENTIONS_KEY) -> List[Span]:
+    return list(doc.spans[key]) if key in doc.spans else []
+
+
+def mention_by_id(doc: Doc, key: str = MENTIONS_KEY) -> Dict[str, Span]:
+    return {span.id_: span for span in get_mentions(doc, key)}
+
+
+def reaction_strings(doc: Doc) -> List[str]:
+    return [r["str"] for r in (doc._.reactions or [])]
+
+
+def set_mention_attrs(doc: Doc, mention_id: str, **attrs: Optional[Any]) -> None:
+    entry = _mention_store(doc).setdefault(mention_id, {})
+    for key, value in attrs.items():
+        if value is not None:
+            entry[key] = value
