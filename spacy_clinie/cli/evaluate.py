@@ -1,0 +1,71 @@
+from pathlib import Path
+from typing import List, Optional
+
+import srsly
+import typer
+from spacy.tokens import Doc
+
+from ..convert import load_docs
+from ..errors import FormatError
+from ..scoring import compare_systems, evaluate_docs, format_table
+from ._util import Arg, Opt, app
+
+
+def predictions(source: str, gold: List[Doc], *, gpu_id: int = -1, batch_size: int = 64) -> List[Doc]:
+    """Docs from a .spacy file, or from running a pipeline (path or package
+    name) over the gold texts."""
+    if source.endswith(".spacy"):
+        return load_docs(source)
+    import spacy
+    from tqdm import tqdm
+
+    if gpu_id >= 0:
+        spacy.require_gpu(gpu_id)
+    nlp = spacy.load(source)
+    out = []
+    for g, doc in zip(gold, tqdm(nlp.pipe((d.text for d in gold), batch_size=batch_size), total=len(gold), desc="predicting", unit="doc")):
+        doc._.doc_id, doc._.label_id, doc._.section = g._.doc_id, g._.label_id, g._.section
+        out.append(doc)
+    return out
+
+
+@app.command("evaluate")
+def evaluate_cli(
+    gold_path: Path = Arg(..., help="Gold .spacy file (from 'clinie convert').", exists=True, dir_okay=False),
+    pred: str = Arg(..., help="Predictions: a .spacy file, or a trained pipeline (folder or installed package) to run on the gold texts."),
+    compare: Optional[str] = Opt(None, "--compare", "-c", help="A second system (same forms as PRED): adds approximate randomisation and paired bootstrap tests of PRED vs this one."),
+    unit: str = Opt("section", "--unit", help="Unit for reaction and PT levels: section (the shared TAC data's unit) or label (TAC Task 4's unit)."),
+    output: Optional[Path] = Opt(None, "--output", "-o", help="Write all scores as JSON here."),
+    n_shuffles: int = Opt(10000, "--n-shuffles", help="Shuffles / bootstrap samples for the significance tests."),
+    gpu_id: int = Opt(-1, "--gpu-id", "-g", help="GPU to run a pipeline on; -1 for CPU."),
+) -> None:
+    """Score predictions against gold, TAC-style.
+
+    Levels: mention strict (exact boundaries and type) and relaxed (overlap,
+    same type); reaction (unique lowercased ADR strings per unit, the unit the
+    shared TAC data annotates); MedDRA PT (unique PT codes per unit); and
+    relations. Prints a table; --output writes JSON.
+    """
+    try:
+        gold = load_docs(gold_path)
+        pred_docs = predictions(pred, gold, gpu_id=gpu_id)
+        scores = evaluate_docs(gold, pred_docs, unit=unit)
+        if compare:
+            other = predictions(compare, gold, gpu_id=gpu_id)
+            scores["compare"] = {"system_a": pred, "system_b": compare, "b": evaluate_docs(gold, other, unit=unit)}
+            scores["significance"] = compare_systems(gold, pred_docs, other, unit=unit, n_shuffles=n_shuffles)
+    except (FormatError, ValueError, OSError) as err:
+        typer.secho(f"error: {err}", fg="red", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{len(gold)} docs, unit={unit}")
+    typer.echo(format_table(scores))
+    if compare:
+        typer.echo(f"\nvs {compare}:")
+        typer.echo(format_table(scores["compare"]["b"]))
+        typer.echo("\nsignificance (A - B micro F1):")
+        for level, tests in scores["significance"].items():
+            ar, bs = tests["approximate_randomization"], tests["paired_bootstrap"]
+            typer.echo(f"  {level:<16} dF1 {ar['delta_f']:+.4f}  AR p={ar['p_value']:.4g}  bootstrap p={bs['p_value']:.4g}")
+    if output:
+        srsly.write_json(output, scores)
+        typer.echo(f"scores: {output}")

@@ -1,0 +1,66 @@
+"""Readers registered in spaCy's ``@readers`` registry, so a training config
+can read the source formats directly (``[corpora.train] @readers =
+"clinie.TacOnsidesCorpus.v1"``). Most projects convert once with
+``clinie convert`` and train from the ``.spacy`` files instead."""
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from spacy.language import Language
+from spacy.tokens import Doc
+from spacy.training import Example
+from spacy.util import registry
+
+from .brat import read_brat_dir
+from .euadr import read_euadr
+from .tac_onsides import read_onsides
+from .tac_xml import read_tac_xml
+
+
+def _examples(nlp: Language, docs: Iterable[Doc], limit: int) -> Iterator[Example]:
+    for i, doc in enumerate(docs):
+        if limit and i >= limit:
+            break
+        yield Example(nlp.make_doc(doc.text), doc)
+
+
+@registry.readers("clinie.TacOnsidesCorpus.v1")
+def create_tac_onsides_corpus(path: Path, project: bool = True, limit: int = 0) -> Callable[[Language], Iterator[Example]]:
+    """OnSIDES TAC 2017 JSON; ``project`` places every occurrence of each
+    annotated string (see ``readers.tac_onsides``)."""
+
+    def reader(nlp: Language) -> Iterator[Example]:
+        return _examples(nlp, read_onsides(nlp, path, project=project), limit)
+
+    return reader
+
+
+@registry.readers("clinie.TacXmlCorpus.v1")
+def create_tac_xml_corpus(path: Path, discontiguous: str = "merge", limit: int = 0) -> Callable[[Language], Iterator[Example]]:
+    """A TAC 2017 XML file or a folder of them (sorted)."""
+
+    def reader(nlp: Language) -> Iterator[Example]:
+        files = sorted(Path(path).glob("*.xml")) if Path(path).is_dir() else [Path(path)]
+        docs = (doc for f in files for doc in read_tac_xml(nlp, f, discontiguous=discontiguous))
+        return _examples(nlp, docs, limit)
+
+    return reader
+
+
+@registry.readers("clinie.BratCorpus.v1")
+def create_brat_corpus(path: Path, discontiguous: str = "merge", limit: int = 0) -> Callable[[Language], Iterator[Example]]:
+    """A folder of brat ``.txt``/``.ann`` pairs."""
+
+    def reader(nlp: Language) -> Iterator[Example]:
+        return _examples(nlp, read_brat_dir(nlp, path, discontiguous=discontiguous), limit)
+
+    return reader
+
+
+@registry.readers("clinie.EuAdrCorpus.v1")
+def create_euadr_corpus(path: Path, limit: int = 0) -> Callable[[Language], Iterator[Example]]:
+    """The EU-ADR drug–disorder relation TSV."""
+
+    def reader(nlp: Language) -> Iterator[Example]:
+        return _examples(nlp, read_euadr(nlp, path), limit)
+
+    return reader
