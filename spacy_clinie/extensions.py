@@ -55,6 +55,44 @@ SPAN_FIELDS: Dict[str, Callable[[], Any]] = {
 }
 
 
+_LISTS_FLAG = "clinie_lists"
+
+
+def _lists(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_lists(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _lists(v) for k, v in value.items()}
+    return value
+
+
+def _ensure_lists(doc: Doc) -> None:
+    """DocBin's msgpack gives tuples back for lists. Convert our values once
+    per Doc object (the flag lives in ``user_hooks``, which is not serialised),
+    so that what a reader wrote is what a user reads after a round trip."""
+    if doc.user_hooks.get(_LISTS_FLAG):
+        return
+    for name in DOC_EXTENSIONS:
+        key = ("._.", name, None, None)
+        if key in doc.user_data:
+            doc.user_data[key] = _lists(doc.user_data[key])
+    doc.user_hooks[_LISTS_FLAG] = True
+
+
+def _make_doc_accessors(name: str):
+    key = ("._.", name, None, None)
+    default = DOC_EXTENSIONS[name]
+
+    def getter(doc: Doc) -> Any:
+        _ensure_lists(doc)
+        return doc.user_data.get(key, default)
+
+    def setter(doc: Doc, value: Any) -> None:
+        doc.user_data[key] = value
+
+    return getter, setter
+
+
 def _mention_store(doc: Doc) -> Dict[str, Dict[str, Any]]:
     store = doc._.mention_attrs
     if store is None:
@@ -83,9 +121,10 @@ def _make_span_accessors(field: str):
 
 def register_extensions() -> None:
     """Register the extensions once; safe to call repeatedly."""
-    for name, default in DOC_EXTENSIONS.items():
+    for name in DOC_EXTENSIONS:
         if not Doc.has_extension(name):
-            Doc.set_extension(name, default=default)
+            getter, setter = _make_doc_accessors(name)
+            Doc.set_extension(name, getter=getter, setter=setter)
     for field in SPAN_FIELDS:
         if not Span.has_extension(field):
             getter, setter = _make_span_accessors(field)

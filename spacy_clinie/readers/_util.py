@@ -22,6 +22,7 @@ class MentionSpec:
     fragments: List[Fragment]
     text: Optional[str] = None  # the annotated string, checked against the offsets
     attrs: Dict[str, Any] = field(default_factory=dict)
+    record: Optional[str] = None  # where it came from, for error messages
 
 
 @dataclass
@@ -173,7 +174,7 @@ def build_doc(
     placed: List[Tuple[MentionSpec, Fragment]] = []
     seen_ids = set()
     for spec in mentions:
-        record = f"{record_prefix}{spec.id}"
+        record = f"{record_prefix}{spec.id}" + (f" ({spec.record})" if spec.record else "")
         try:
             if spec.id in seen_ids:
                 raise FormatError(Errors.E011.format(id=spec.id), path=path, record=record)

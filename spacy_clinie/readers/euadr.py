@@ -72,12 +72,14 @@ def read_euadr(
         key = (row["PMID"], row["NUM_SENTENCE"], row["SENTENCE"])
         sentences.setdefault(key, []).append((lineno, row))
     for (pmid, num, sentence), rows in sentences.items():
-        specs: Dict[Tuple[int, int, str], MentionSpec] = {}
+        # Keyed with the text too, so a row whose text disagrees with its
+        # offsets is checked (and reported) rather than merged into a good one.
+        specs: Dict[Tuple[int, int, str, str], MentionSpec] = {}
         relations = []
         for lineno, row in rows:
             args = []
             for k in ("1", "2"):
-                span = (int(row[f"ENTITY{k}_INI"]), int(row[f"ENTITY{k}_END"]), row[f"ENTITY{k}_TYPE"])
+                span = (int(row[f"ENTITY{k}_INI"]), int(row[f"ENTITY{k}_END"]), row[f"ENTITY{k}_TYPE"], row[f"ENTITY{k}_TEXT"])
                 if span not in specs:
                     specs[span] = MentionSpec(
                         id=f"T{len(specs) + 1}",
@@ -85,6 +87,7 @@ def read_euadr(
                         fragments=[(span[0], span[1])],
                         text=row[f"ENTITY{k}_TEXT"],
                         attrs={"attributes": {"type": span[2]}, "text": row[f"ENTITY{k}_TEXT"]},
+                        record=f"line {lineno}",
                     )
                 args.append(specs[span].id)
             relations.append({"id": f"R{len(relations) + 1}", "label": row["ASSOCIATION_TYPE"], "head": args[0], "tail": args[1], "line": lineno})
