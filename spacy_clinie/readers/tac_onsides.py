@@ -90,8 +90,10 @@ def project_strings(text: str, strings: List[str]) -> List[Tuple[int, int, str]]
     lowered = text.lower()
     taken = bytearray(len(text))
     found = []
-    for s in sorted(set(strings), key=lambda s: (-len(s), s)):
-        pattern = re.compile(r"(?<!\w)" + re.escape(s.lower()) + r"(?!\w)")
+    for s in sorted({s.lower() for s in strings}, key=lambda s: (-len(s), s)):
+        if s not in lowered:  # cheap filter before the regex
+            continue
+        pattern = re.compile(r"(?<!\w)" + re.escape(s) + r"(?!\w)")
         for m in pattern.finditer(lowered):
             a, b = m.span()
             if any(taken[a:b]):
