@@ -104,3 +104,14 @@ def test_unreadable_document_is_skipped_in_batch(nlp, tmp_path, report):
     docs = list(read_brat_dir(nlp, tmp_path, report=report))
     assert [d._.doc_id for d in docs] == ["good"]
     assert report.skipped[0]["kind"] == "document" and "bad.txt" in report.skipped[0]["path"]
+
+
+def test_relations_attributes_fragments_survive_docbin(nlp, brat_dir, tmp_path):
+    from spacy.tokens import DocBin
+
+    docs = list(read_brat_dir(nlp, brat_dir))
+    DocBin(docs=docs, store_user_data=True).to_disk(tmp_path / "x.spacy")
+    back = list(DocBin().from_disk(tmp_path / "x.spacy").get_docs(nlp.vocab))
+    assert [_structure(d) for d in back] == [_structure(d) for d in docs]
+    # and the writers work on the deserialised docs
+    assert sorted(doc_to_brat(back[0]).splitlines()) == sorted(ANN.splitlines())
