@@ -1,0 +1,1 @@
+"""Model architectures: functions returning thinc Models; they never touch Doc annotations."""

@@ -1,0 +1,435 @@
+"""``clinie_relation_linker``: relations between mentions, as ``doc._.relations``.
+
+The pipe scores every candidate pair of mentions (``clinie.SpanPairCandidates.v1``:
+ordered pairs within a token distance, optionally restricted by type) with a
+multi-label classifier over pair features from a shared encoder
+(``clinie.RelationModel.v1``), and writes one relation
+``{"id", "label", "head", "tail", "score", "predicted_by"}`` per pair and label
+whose probability reaches the label's threshold. Head and tail are mention
+ids (``span.id_``), so DocBin, the TAC XML writer and the brat writer carry
+the relations, and the soft-prompt tagger's relation-aware tags derive from
+the same list. Conventions: TAC 2017, head = AdverseReaction, tail = the
+modifier (XML arg1 / arg2); n2c2 2018, head = the modifier, tail = the Drug
+(brat Arg1 / Arg2).
+"""
+from itertools import islice
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
+
+import numpy
+from spacy.language import Language
+from spacy.pipeline import TrainablePipe
+from spacy.tokens import Doc, DocBin, Span
+from spacy.training import Example, validate_examples, validate_get_examples
+from spacy.util import registry
+from spacy.vocab import Vocab
+from thinc.api import Config, Model, Optimizer, set_dropout_rate
+from thinc.types import Floats2d
+
+from ..extensions import MENTIONS_KEY, register_extensions
+from ..ml import rel_model  # noqa: F401  (registers the architectures)
+from ..scoring import MICRO, _set_counts, prf, relation_tuples
+
+DEFAULT_REL_MODEL_CONFIG = """
+[model]
+@architectures = "clinie.RelationModel.v1"
+
+[model.pair_features]
+@architectures = "clinie.SpanPairFeatures.v1"
+label_width = 16
+label_rows = 64
+
+[model.pair_features.tok2vec]
+@architectures = "spacy.HashEmbedCNN.v2"
+pretrained_vectors = null
+width = 96
+depth = 2
+embed_size = 2000
+window_size = 1
+maxout_pieces = 3
+subword_features = true
+
+[model.pair_features.get_candidates]
+@misc = "clinie.SpanPairCandidates.v1"
+spans_key = "mentions"
+max_length = 50
+label_pairs = null
+
+[model.pair_features.pooling]
+@layers = "reduce_mean.v1"
+
+[model.classifier]
+@architectures = "clinie.RelationClassifier.v1"
+hidden_width = 128
+dropout = 0.1
+"""
+DEFAULT_REL_MODEL = Config().from_str(DEFAULT_REL_MODEL_CONFIG)["model"]
+
+PREDICTED_BY = "predicted_by"
+GoldKey = Tuple[str, str]
+
+
+@Language.factory(
+    "clinie_relation_linker",
+    requires=["doc.spans"],
+    assigns=["doc._.relations"],
+    default_config={
+        "model": DEFAULT_REL_MODEL,
+        "spans_key": MENTIONS_KEY,
+        "threshold": 0.5,
+        "thresholds": {},
+        "exclusive": False,
+        "use_gold_mentions": True,
+        "overwrite": True,
+        "scorer": {"@scorers": "clinie.relation_scorer.v1", "spans_key": MENTIONS_KEY},
+    },
+    default_score_weights={"relations_f": 1.0, "relations_p": 0.0, "relations_r": 0.0},
+)
+def make_relation_linker(
+    nlp: Language,
+    name: str,
+    model: Model[List[Doc], Floats2d],
+    spans_key: str,
+    threshold: float,
+    thresholds: Dict[str, float],
+    exclusive: bool,
+    use_gold_mentions: bool,
+    overwrite: bool,
+    scorer: Optional[Callable],
+) -> "RelationLinker":
+    """The default model has its own small CNN tok2vec so that the pipe works
+    anywhere; ``configs/relations_euadr.cfg`` shares a transformer instead
+    (``spacy-transformers.TransformerListener.v1``)."""
+    return RelationLinker(
+        nlp.vocab,
+        model,
+        name,
+        spans_key=spans_key,
+        threshold=threshold,
+        thresholds=thresholds,
+        exclusive=exclusive,
+        use_gold_mentions=use_gold_mentions,
+        overwrite=overwrite,
+        scorer=scorer,
+    )
+
+
+class RelationLinker(TrainablePipe):
+    """Multi-label relation classification over candidate mention pairs.
+
+    Thresholds are settings, not state: they come from the config each time
+    the pipeline is built, so they can be tuned on a trained pipeline with
+    ``spacy.load(path, config={"components": {name: {"threshold": ...}}})``.
+    Labels are state (``cfg["labels"]``) and are saved with the model.
+    """
+
+    def __init__(
+        self,
+        vocab: Vocab,
+        model: Model[List[Doc], Floats2d],
+        name: str = "clinie_relation_linker",
+        *,
+        spans_key: str = MENTIONS_KEY,
+        threshold: float = 0.5,
+        thresholds: Optional[Dict[str, float]] = None,
+        exclusive: bool = False,
+        use_gold_mentions: bool = True,
+        overwrite: bool = True,
+        scorer: Optional[Callable] = None,
+    ) -> None:
+        register_extensions()
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
+        self.vocab = vocab
+        self.model = model
+        self.name = name
+        self.cfg: Dict[str, Any] = {"labels": [], "spans_key": spans_key}
+        self.threshold = threshold
+        self.thresholds = dict(thresholds or {})
+        self.exclusive = exclusive
+        self.use_gold_mentions = use_gold_mentions
+        self.overwrite = overwrite
+        self.scorer = scorer
+
+    # ------------------------------------------------------------ labels
+
+    @property
+    def labels(self) -> Tuple[str, ...]:
+        return tuple(self.cfg["labels"])
+
+    @property
+    def label_data(self) -> List[str]:
+        return list(self.labels)
+
+    @property
+    def spans_key(self) -> str:
+        return self.cfg["spans_key"]
+
+    def add_label(self, label: str) -> int:
+        if not isinstance(label, str):
+            raise ValueError(f"relation labels must be strings, got {label!r}")
+        if label in self.labels:
+            return 0
+        self._allow_extra_label()
+        self.cfg["labels"].append(label)
+        self.vocab.strings.add(label)
+        return 1
+
+    def _get_candidates(self, doc: Doc) -> List[Tuple[Span, Span]]:
+        return self.model.attrs["get_candidates"](doc)
+
+    # ------------------------------------------------------------ prediction
+
+    def predict(self, docs: Iterable[Doc]) -> Floats2d:
+        """Probabilities, one row per candidate pair (in candidate order, doc
+        after doc) and one column per label. Does not modify the docs."""
+        docs = list(docs)
+        if not docs:
+            return self.model.ops.alloc2f(0, len(self.labels))
+        logits = self.model.predict(docs)
+        return self.model.ops.sigmoid(logits)
+
+    def _decode(self, scores: numpy.ndarray) -> List[List[Tuple[str, float]]]:
+        """The labels of each pair whose probability reaches the threshold;
+        with ``exclusive`` only the best label, if it reaches its own."""
+        limits = numpy.asarray([self.thresholds.get(label, self.threshold) for label in self.labels], dtype="float32")
+        out: List[List[Tuple[str, float]]] = []
+        for row in scores:
+            if self.exclusive:
+                j = int(row.argmax()) if len(row) else -1
+                out.append([(self.labels[j], float(row[j]))] if j >= 0 and row[j] >= limits[j] else [])
+            else:
+                out.append([(self.labels[j], float(row[j])) for j in numpy.flatnonzero(row >= limits)])
+        return out
+
+    def set_annotations(self, docs: Iterable[Doc], scores: Floats2d) -> None:
+        """Write ``doc._.relations``. With ``overwrite`` the list is replaced;
+        otherwise relations from elsewhere are kept, this pipe's earlier
+        predictions are replaced, and a prediction equal to a kept relation
+        (same head, tail and label) is not added twice. Mentions without an
+        id get one (``M<n>``) since relations refer to mentions by id."""
+        scores = self.model.ops.to_numpy(scores)
+        i = 0
+        for doc in docs:
+            _ensure_mention_ids(doc, self.spans_key)
+            pairs = self._get_candidates(doc)
+            decoded = self._decode(scores[i : i + len(pairs)])
+            i += len(pairs)
+            kept = [] if self.overwrite else [r for r in doc._.relations or [] if r.get(PREDICTED_BY) != self.name]
+            seen = {(r["head"], r["tail"], r["label"]) for r in kept}
+            used_ids = {str(r.get("id")) for r in kept}
+            n = 0
+            relations = list(kept)
+            for (head, tail), labels in zip(pairs, decoded):
+                for label, score in labels:
+                    if (head.id_, tail.id_, label) in seen:
+                        continue
+                    n += 1
+                    while f"R{n}" in used_ids:
+                        n += 1
+                    relations.append(
+                        {"id": f"R{n}", "label": label, "head": head.id_, "tail": tail.id_, "score": round(score, 4), PREDICTED_BY: self.name}
+                    )
+            doc._.relations = relations
+        if i != len(scores):
+            raise ValueError(f"{len(scores)} score rows for {i} candidate pairs: were the docs changed after predict?")
+
+    # ------------------------------------------------------------ training
+
+    def _gold_mentions_into_predicted(self, examples: Iterable[Example]) -> None:
+        """Copy the reference mentions (with ids) into the predicted docs, as
+        spaCy's entity linker does with ``use_gold_ents``."""
+        key = self.spans_key
+        for eg in examples:
+            ref = list(eg.reference.spans[key]) if key in eg.reference.spans else []
+            pred = eg.predicted
+            spans = []
+            for span in ref:
+                new = pred.char_span(span.start_char, span.end_char, label=span.label_, span_id=span.id_, alignment_mode="expand")
+                if new is not None:
+                    spans.append(new)
+            pred.spans[key] = spans
+
+    def _truths(self, examples: Iterable[Example]) -> numpy.ndarray:
+        """Binary targets aligned with the candidate pairs of the predicted
+        docs: by mention id when the predicted mentions are the gold ones,
+        else by character offsets and label."""
+        index = {label: j for j, label in enumerate(self.labels)}
+        rows: List[numpy.ndarray] = []
+        for eg in examples:
+            ref = eg.reference
+            gold: Dict[GoldKey, Set[str]] = {}
+            for rel in ref._.relations or []:
+                gold.setdefault((rel["head"], rel["tail"]), set()).add(rel["label"])
+            ref_ids = {(s.start_char, s.end_char, s.label_): s.id_ for s in ref.spans[self.spans_key]} if self.spans_key in ref.spans else {}
+            for head, tail in self._get_candidates(eg.predicted):
+                if self.use_gold_mentions:
+                    key = (head.id_, tail.id_)
+                else:
+                    key = (
+                        ref_ids.get((head.start_char, head.end_char, head.label_), ""),
+                        ref_ids.get((tail.start_char, tail.end_char, tail.label_), ""),
+                    )
+                row = numpy.zeros(len(self.labels), dtype="float32")
+                for label in gold.get(key, ()):
+                    if label in index:
+                        row[index[label]] = 1.0
+                rows.append(row)
+        if not rows:
+            return numpy.zeros((0, len(self.labels)), dtype="float32")
+        return numpy.vstack(rows)
+
+    def get_loss(self, examples: Iterable[Example], scores: Floats2d) -> Tuple[float, Floats2d]:
+        """Binary cross-entropy of the probabilities; the gradient is taken
+        with respect to the logits (probability minus target)."""
+        validate_examples(examples, "RelationLinker.get_loss")
+        truths = self.model.ops.asarray2f(self._truths(examples))
+        if truths.shape != scores.shape:
+            raise ValueError(f"{scores.shape[0]} scored pairs but {truths.shape[0]} targets")
+        d_scores = scores - truths
+        if scores.size == 0:
+            return 0.0, d_scores
+        p = self.model.ops.xp.clip(scores, 1e-7, 1 - 1e-7)
+        loss = -(truths * self.model.ops.xp.log(p) + (1 - truths) * self.model.ops.xp.log(1 - p)).mean()
+        return float(loss), d_scores
+
+    def update(
+        self,
+        examples: Iterable[Example],
+        *,
+        drop: float = 0.0,
+        sgd: Optional[Optimizer] = None,
+        losses: Optional[Dict[str, float]] = None,
+    ) -> Dict[str, float]:
+        losses = {} if losses is None else losses
+        losses.setdefault(self.name, 0.0)
+        examples = list(examples)
+        validate_examples(examples, "RelationLinker.update")
+        if not examples:
+            return losses
+        if self.use_gold_mentions:
+            self._gold_mentions_into_predicted(examples)
+        docs = [eg.predicted for eg in examples]
+        set_dropout_rate(self.model, drop)
+        logits, backprop = self.model.begin_update(docs)
+        scores = self.model.ops.sigmoid(logits)
+        loss, d_logits = self.get_loss(examples, scores)
+        backprop(d_logits)
+        if sgd is not None:
+            self.finish_update(sgd)
+        losses[self.name] += loss
+        return losses
+
+    def initialize(
+        self,
+        get_examples: Callable[[], Iterable[Example]],
+        *,
+        nlp: Optional[Language] = None,
+        labels: Optional[List[str]] = None,
+    ) -> None:
+        """Labels from ``labels`` (e.g. ``[initialize.components.<name>.labels]``)
+        or else from the relations of the training data; at least one needed."""
+        validate_get_examples(get_examples, "RelationLinker.initialize")
+        if labels is not None:
+            for label in labels:
+                self.add_label(label)
+        else:
+            for eg in get_examples():
+                for rel in eg.reference._.relations or []:
+                    self.add_label(rel["label"])
+        if not self.labels:
+            raise ValueError(
+                f"[{self.name}] no relation labels: pass labels to initialize or give it examples with doc._.relations"
+            )
+        self.model.get_ref("output_layer").set_dim("nO", len(self.labels))
+        sample = [eg.reference for eg in islice(get_examples(), 10)]
+        self.model.initialize(X=sample)
+
+    def _allow_extra_label(self) -> None:
+        output = self.model.get_ref("output_layer")
+        if output.has_param("W") is True:
+            raise ValueError(f"[{self.name}] cannot add a label after the model was initialized")
+
+    # ------------------------------------------------------------ scoring
+
+    def score(self, examples: Iterable[Example], **kwargs: Any) -> Dict[str, Any]:
+        return score_relations(examples, spans_key=self.spans_key)
+
+
+def _ensure_mention_ids(doc: Doc, spans_key: str) -> None:
+    """Give every mention an id (``M<n>``, unused in the doc), keeping the
+    group's order and the ids it has. A no-op when all have one."""
+    if spans_key not in doc.spans:
+        return
+    group = doc.spans[spans_key]
+    if all(span.id_ for span in group):
+        return
+    used = {span.id_ for span in group if span.id_}
+    n = 0
+    spans = []
+    for span in group:
+        if not span.id_:
+            n += 1
+            while f"M{n}" in used:
+                n += 1
+            used.add(f"M{n}")
+            span = Span(doc, span.start, span.end, span.label, kb_id=span.kb_id, span_id=f"M{n}")
+        spans.append(span)
+    doc.spans[spans_key] = spans
+
+
+# ---------------------------------------------------------------- scorer
+
+
+def score_relations(examples: Iterable[Example], *, spans_key: str = MENTIONS_KEY, **_: Any) -> Dict[str, Any]:
+    """Relation P/R/F1: a relation is correct when its label and its head
+    and tail spans (offsets and type) match a gold relation."""
+    register_extensions()
+    total: Dict[str, numpy.ndarray] = {}
+    for eg in examples:
+        for label, vec in _set_counts(relation_tuples(eg.reference, spans_key), relation_tuples(eg.predicted, spans_key), None).items():
+            total[label] = total.get(label, numpy.zeros(4)) + vec
+    micro = prf(total.get(MICRO, numpy.zeros(4)))
+    return {
+        "relations_p": micro["p"],
+        "relations_r": micro["r"],
+        "relations_f": micro["f"],
+        "relations_per_type": {k: {m: prf(v)[m] for m in "prf"} for k, v in sorted(total.items()) if k != MICRO},
+    }
+
+
+@registry.scorers("clinie.relation_scorer.v1")
+def make_relation_scorer(spans_key: str = MENTIONS_KEY) -> Callable[..., Dict[str, Any]]:
+    def scorer(examples: Iterable[Example], **kwargs: Any) -> Dict[str, Any]:
+        return score_relations(examples, spans_key=spans_key)
+
+    return scorer
+
+
+# ---------------------------------------------------------------- reader
+
+
+def gold_mention_copy(doc: Doc) -> Doc:
+    """The doc with its mentions (ids, attributes, tokenisation) but no
+    relations: the input of a relation linker evaluated on gold mentions."""
+    register_extensions()
+    copy = doc.copy()
+    copy._.relations = []
+    return copy
+
+
+@registry.readers("clinie.GoldMentionsCorpus.v1")
+def create_gold_mentions_corpus(path: str, limit: int = 0) -> Callable[[Language], Iterable[Example]]:
+    """Examples from a ``.spacy`` file whose predicted docs already hold the
+    gold mentions (without relations), so that training and ``spacy
+    evaluate`` measure relation classification given the mentions (the
+    EU-ADR protocol), as in spaCy's rel_component tutorial."""
+
+    def reader(nlp: Language) -> Iterable[Example]:
+        register_extensions()
+        docs = DocBin().from_disk(path).get_docs(nlp.vocab)
+        for i, doc in enumerate(docs):
+            if limit and i >= limit:
+                break
+            yield Example(gold_mention_copy(doc), doc)
+
+    return reader
