@@ -24,6 +24,8 @@ Span level (mentions in ``doc.spans[MENTIONS_KEY]``, ``span.id_`` = mention id)
                         more than one for a discontiguous mention
 - ``span._.meddra``     list of normalisations ``{"meddra_pt", "meddra_pt_id",
                         "meddra_llt", "meddra_llt_id"}``
+- ``span._.meddra_candidates`` top-k MedDRA candidates from the linker, best
+                        first (same keys as ``meddra`` plus ``score``)
 - ``span._.kind``       TAC re-release kind: human / animal / drug_class
 - ``span._.projected``  True when the mention was projected from another
                         occurrence of the same annotated string
@@ -48,6 +50,7 @@ DOC_EXTENSIONS: Dict[str, Any] = {
 SPAN_FIELDS: Dict[str, Callable[[], Any]] = {
     "fragments": lambda: None,
     "meddra": lambda: None,
+    "meddra_candidates": lambda: None,
     "kind": lambda: None,
     "projected": lambda: False,
     "attributes": lambda: None,
