@@ -735,7 +735,7 @@ class MeddraCandidateGenerator:
                 n = min(self.n_embed, len(e_row))
                 pool.update(numpy.argpartition(-e_row, n - 1)[:n].tolist())
             total = self.char_weight + (self.embed_weight if e_row is not None else 0.0)
-            for i in pool:
+            for i in pool - scores.keys():  # an exact match keeps its method and score
                 sim = self.char_weight * char_by_term.get(i, 0.0)
                 if e_row is not None:
                     sim += self.embed_weight * max(float(e_row[i]), 0.0)
