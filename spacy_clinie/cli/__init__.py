@@ -1,5 +1,5 @@
 """Command-line interface: ``clinie`` (or ``python -m spacy_clinie``)."""
-from . import convert, evaluate, export  # noqa: F401  (commands register on import)
+from . import convert, evaluate, export, meddra  # noqa: F401  (commands register on import)
 from ._util import app
 
 __all__ = ["app"]

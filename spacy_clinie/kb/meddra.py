@@ -813,3 +813,16 @@ def make_meddra_corpus_loader(path: str, synonyms: bool = True) -> Callable[[], 
         return terms_from_docs(load_docs(path), synonyms=synonyms)
 
     return load
+
+
+def load_terms(path: Union[str, Path], *, synonyms: bool = True, noncurrent_llts: bool = True) -> List[Term]:
+    """Terms from whichever source ``path`` is: a MedDRA ASCII release folder,
+    a .spacy corpus (its gold normalisations) or a terms table (.tsv)."""
+    path = Path(path)
+    if path.is_dir():
+        return read_meddra_ascii(path, noncurrent_llts=noncurrent_llts)
+    if path.suffix == ".spacy":
+        from ..convert import load_docs
+
+        return terms_from_docs(load_docs(path), synonyms=synonyms)
+    return read_terms_table(path)

