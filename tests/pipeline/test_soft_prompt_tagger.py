@@ -1,0 +1,172 @@
+"""The soft-prompt tagger on tiny data with the real MiniLM encoder."""
+import subprocess
+import sys
+
+import pytest
+import torch
+from spacy.training import Example
+from spacy.util import registry
+
+from spacy_clinie.pipeline.soft_prompt_tagger import bio_to_spans, spans_to_bio
+from spacy_clinie.tokenizer import make_blank
+
+TRAIN = [
+    ("Patients reported nausea and severe headache after the first dose.", [("nausea", "human"), ("headache", "human")]),
+    ("Hepatotoxicity was seen in rats at high doses.", [("Hepatotoxicity", "animal")]),
+    ("The most common adverse reactions were rash, fatigue and diarrhea.", [("rash", "human"), ("fatigue", "human"), ("diarrhea", "human")]),
+    ("No dose adjustment is needed in elderly patients.", []),
+    ("Anaphylaxis and angioedema have been reported with this drug class.", [("Anaphylaxis", "drug_class"), ("angioedema", "drug_class")]),
+]
+
+
+def make_doc(nlp, text, mentions):
+    doc = nlp.make_doc(text)
+    spans = []
+    for i, (surface, kind) in enumerate(mentions):
+        start = text.index(surface)
+        span = doc.char_span(start, start + len(surface), label="AdverseReaction", span_id=f"M{i + 1}")
+        spans.append(span)
+    doc.spans["mentions"] = spans
+    for span, (_, kind) in zip(spans, mentions):
+        span._.kind = kind
+    return doc
+
+
+def build(config=None):
+    nlp = make_blank()
+    nlp.add_pipe("clinie_soft_prompt_tagger", name="ade", config=config or {})
+    return nlp
+
+
+def examples(nlp):
+    return [Example(nlp.make_doc(t), make_doc(nlp, t, m)) for t, m in TRAIN]
+
+
+def train(nlp, n_iter=40, lr=1e-3):
+    torch.manual_seed(0)
+    egs = examples(nlp)
+    nlp.initialize(lambda: egs)
+    opt = registry.optimizers.get("clinie.Adamax.v1")(lr, L2=0.0)
+    losses = {}
+    for _ in range(n_iter):
+        losses = {}
+        nlp.update(egs, sgd=opt, losses=losses)
+    return losses
+
+
+def found(doc):
+    return sorted((s.text, s.label_) for s in doc.spans["mentions"])
+
+
+@pytest.fixture(scope="module")
+def trained():
+    nlp = build()
+    losses = train(nlp)
+    return nlp, losses
+
+
+def test_overfits_tiny_data(trained):
+    nlp, losses = trained
+    assert losses["ade"] < 1.0
+    tp = n_pred = n_gold = 0
+    for text, mentions in TRAIN:
+        doc = nlp(text)
+        pred = {s.text for s in doc.spans["mentions"]}
+        gold = {m for m, _ in mentions}
+        tp += len(pred & gold)
+        n_pred += len(pred)
+        n_gold += len(gold)
+    f1 = 2 * tp / (n_pred + n_gold)
+    assert f1 > 0.9
+    doc = nlp(TRAIN[1][0])
+    assert [s._.kind for s in doc.spans["mentions"]] == ["animal"]
+    assert 0.0 < doc.spans["mentions"][0]._.attributes["confidence"] <= 1.0
+
+
+def test_long_document_is_fully_labelled(trained):
+    nlp, _ = trained
+    text = " ".join(TRAIN[2][0] for _ in range(60))  # about 900 subwords: several windows
+    doc = nlp(text)
+    tokenizer = nlp.get_pipe("ade").model.shims[0]._model.tokenizer
+    assert len(tokenizer(text)["input_ids"]) > 512
+    rash = [s for s in doc.spans["mentions"] if s.text == "rash"]
+    assert len(rash) >= 58  # found in (nearly) every repetition, start to end
+    assert rash[-1].start > len(doc) - 15
+
+
+def test_disk_round_trip_and_spacy_load(trained, tmp_path):
+    nlp, _ = trained
+    nlp.to_disk(tmp_path / "model")
+    texts = [t for t, _ in TRAIN]
+    expected = [found(d) for d in nlp.pipe(texts)]
+    import spacy
+
+    loaded = spacy.load(tmp_path / "model")
+    assert [found(d) for d in loaded.pipe(texts)] == expected
+    # a fresh process resolves the factory and architecture through entry points
+    code = (
+        "import spacy, sys, json\n"
+        f"nlp = spacy.load({str(tmp_path / 'model')!r})\n"
+        "assert 'spacy_clinie' not in sys.modules or True\n"
+        f"print(json.dumps([[s.text for s in d.spans['mentions']] for d in nlp.pipe({texts!r})]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"HF_HUB_OFFLINE": "1", "PATH": ""})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == str([[s for s, _ in e] for e in expected]).replace("'", '"')
+
+
+def test_bytes_round_trip(trained):
+    nlp, _ = trained
+    pipe = nlp.get_pipe("ade")
+    data = pipe.to_bytes()
+    other = build().get_pipe("ade")
+    other.from_bytes(data)
+    doc_a, doc_b = nlp.make_doc(TRAIN[0][0]), nlp.make_doc(TRAIN[0][0])
+    pipe(doc_a)
+    other(doc_b)
+    assert found(doc_a) == found(doc_b)
+
+
+def test_pipe_equals_call_and_multiprocess(trained):
+    nlp, _ = trained
+    texts = [t for t, _ in TRAIN] * 2
+    single = [found(nlp(t)) for t in texts]
+    assert [found(d) for d in nlp.pipe(texts, batch_size=3)] == single
+    assert [found(d) for d in nlp.pipe(texts, batch_size=2, n_process=2)] == single
+
+
+def test_frozen_strategy_trains_only_prompt_and_heads():
+    nlp = build({"model": {"strategy": "frozen"}})
+    egs = examples(nlp)
+    nlp.initialize(lambda: egs)
+    module = nlp.get_pipe("ade").model.shims[0]._model
+    enc_before = {k: v.clone() for k, v in module.encoder.state_dict().items()}
+    proj_before = {k: v.clone() for k, v in module.proj.state_dict().items()}
+    nlp.update(egs, sgd=registry.optimizers.get("clinie.Adamax.v1")(1e-3, L2=0.0))
+    assert all(torch.equal(v, module.encoder.state_dict()[k]) for k, v in enc_before.items())
+    assert any(not torch.equal(v, module.proj.state_dict()[k]) for k, v in proj_before.items())
+
+
+def test_softmax_heads_and_separate_prompts_train():
+    nlp = build({"model": {"heads": {"concepts": "softmax", "aux": "softmax"}, "prompts": {"concepts": "adverse reactions", "aux": "reaction kind"}}})
+    losses = train(nlp, n_iter=3)
+    module = nlp.get_pipe("ade").model.shims[0]._model
+    assert len(module.prompt_keys) == 2 and not module.crfs
+    assert losses["ade"] > 0
+
+
+def test_budget_and_labels_are_checked():
+    nlp = build({"model": {"window": 600}})
+    with pytest.raises(ValueError, match="exceeds the encoder"):
+        nlp.initialize(lambda: examples(nlp))
+    nlp = build()
+    empty = [Example(nlp.make_doc("no mentions"), nlp.make_doc("no mentions"))]
+    with pytest.raises(ValueError, match="no labels"):
+        nlp.initialize(lambda: empty)
+
+
+def test_bio_helpers():
+    tags = ["O", "B-A", "I-A", "B-B", "I-B"]
+    idx = spans_to_bio(6, [(0, 2, "A"), (1, 3, "B"), (4, 6, "B")], tags)
+    assert [tags[i] for i in idx] == ["B-A", "I-A", "O", "O", "B-B", "I-B"]
+    assert bio_to_spans(["B-A", "I-A", "I-B", "O", "I-A"]) == [(0, 2, "A"), (2, 3, "B"), (4, 5, "A")]
