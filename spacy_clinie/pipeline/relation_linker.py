@@ -12,7 +12,9 @@ the same list. Conventions: TAC 2017, head = AdverseReaction, tail = the
 modifier (XML arg1 / arg2); n2c2 2018, head = the modifier, tail = the Drug
 (brat Arg1 / Arg2).
 """
+from functools import partial
 from itertools import islice
+from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 import numpy
@@ -210,7 +212,7 @@ class RelationLinker(TrainablePipe):
         scores = self.model.ops.to_numpy(scores)
         i = 0
         for doc in docs:
-            _ensure_mention_ids(doc, self.spans_key)
+            ensure_mention_ids(doc, self.spans_key)
             pairs = self._get_candidates(doc)
             decoded = self._decode(scores[i : i + len(pairs)])
             i += len(pairs)
@@ -355,7 +357,7 @@ class RelationLinker(TrainablePipe):
         return score_relations(examples, spans_key=self.spans_key)
 
 
-def _ensure_mention_ids(doc: Doc, spans_key: str) -> None:
+def ensure_mention_ids(doc: Doc, spans_key: str) -> None:
     """Give every mention an id (``M<n>``, unused in the doc), keeping the
     group's order and the ids it has. A no-op when all have one."""
     if spans_key not in doc.spans:
@@ -399,10 +401,8 @@ def score_relations(examples: Iterable[Example], *, spans_key: str = MENTIONS_KE
 
 @registry.scorers("clinie.relation_scorer.v1")
 def make_relation_scorer(spans_key: str = MENTIONS_KEY) -> Callable[..., Dict[str, Any]]:
-    def scorer(examples: Iterable[Example], **kwargs: Any) -> Dict[str, Any]:
-        return score_relations(examples, spans_key=spans_key)
-
-    return scorer
+    # a partial, not a closure, so that pipelines pickle
+    return partial(score_relations, spans_key=spans_key)
 
 
 # ---------------------------------------------------------------- reader
@@ -418,13 +418,15 @@ def gold_mention_copy(doc: Doc) -> Doc:
 
 
 @registry.readers("clinie.GoldMentionsCorpus.v1")
-def create_gold_mentions_corpus(path: str, limit: int = 0) -> Callable[[Language], Iterable[Example]]:
+def create_gold_mentions_corpus(path: Optional[Path], limit: int = 0) -> Callable[[Language], Iterable[Example]]:
     """Examples from a ``.spacy`` file whose predicted docs already hold the
     gold mentions (without relations), so that training and ``spacy
     evaluate`` measure relation classification given the mentions (the
     EU-ADR protocol), as in spaCy's rel_component tutorial."""
 
     def reader(nlp: Language) -> Iterable[Example]:
+        if path is None:
+            raise ValueError("clinie.GoldMentionsCorpus.v1: no path given (set [paths] train / dev)")
         register_extensions()
         docs = DocBin().from_disk(path).get_docs(nlp.vocab)
         for i, doc in enumerate(docs):
