@@ -18,7 +18,6 @@ accuracy on them as they are. Scores:
     python benchmarks/meddra_linking.py corpus/test.spacy corpus/train.spacy corpus/dev.spacy --output training/meddra_test.json
 """
 import argparse
-import json
 import platform
 import time
 from typing import Dict, List
@@ -29,7 +28,7 @@ from spacy_clinie.convert import load_docs
 from spacy_clinie.extensions import MENTIONS_KEY, get_mentions
 from spacy_clinie.kb.meddra import terms_from_docs
 from spacy_clinie.readers.tac_onsides import ADR_LABEL, project_strings
-from spacy_clinie.scoring_meddra import evaluate_meddra, format_meddra_table, gold_pt_ids, meddra_accuracy, mention_pairs, seen_pt_ids
+from spacy_clinie.scoring_meddra import evaluate_meddra, format_meddra_table, meddra_accuracy, mention_pairs, seen_pt_ids
 from spacy_clinie.tokenizer import make_blank
 
 
