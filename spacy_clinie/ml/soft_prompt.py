@@ -375,7 +375,10 @@ def _deserialize(_: Any, data: bytes, device: torch.device) -> Optional[SoftProm
             tar.extractall(tmp, filter="data")
         meta = srsly.read_json(os.path.join(tmp, "meta.json"))
         config = AutoConfig.from_pretrained(os.path.join(tmp, "config.json"))
-        encoder = AutoModel.from_config(config)
+        try:  # same architecture as at initialisation: no pooler where possible
+            encoder = AutoModel.from_config(config, add_pooling_layer=False)
+        except TypeError:
+            encoder = AutoModel.from_config(config)
         tokenizer = AutoTokenizer.from_pretrained(os.path.join(tmp, "tokenizer"))
         tokenizer.model_max_length = 10**9
         module = SoftPromptModule(encoder, tokenizer, meta["tag_names"], meta["prompts"], meta["heads"], meta["strategy"], meta["dropout"])
