@@ -1,6 +1,5 @@
 """Evaluator checks on hand-computed cases."""
 import pytest
-from spacy.tokens import Doc
 
 from spacy_clinie.extensions import set_mention_attrs
 from spacy_clinie.scoring import (

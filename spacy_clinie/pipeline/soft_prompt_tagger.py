@@ -12,7 +12,6 @@ Task ``aux`` (optional), on the same encoder:
 Predicted mentions go to ``doc.spans[spans_key]`` with ids, a confidence
 (``span._.attributes["confidence"]``) and, for ``kind``, ``span._.kind``.
 """
-from itertools import islice
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy
@@ -20,12 +19,10 @@ from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc, Span
 from spacy.training import Example, validate_examples
-from spacy.util import registry
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer
 
 from ..extensions import MENTIONS_KEY, register_extensions, set_mention_attrs
-from ..scoring import score_mentions
 
 AUX_TASKS = ("relations", "kind", "none")
 
