@@ -10,6 +10,7 @@ found when a prediction of the same type overlaps it. Summing vectors gives
 micro scores, and the significance tests shuffle the per-unit vectors.
 """
 from collections import defaultdict
+from functools import partial
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import numpy
@@ -379,7 +380,5 @@ def score_mentions(examples: Iterable[Example], *, spans_key: str = MENTIONS_KEY
 
 @registry.scorers("clinie.mention_scorer.v1")
 def make_mention_scorer(spans_key: str = MENTIONS_KEY) -> Callable[..., Dict[str, Any]]:
-    def scorer(examples: Iterable[Example], **kwargs: Any) -> Dict[str, Any]:
-        return score_mentions(examples, spans_key=spans_key)
-
-    return scorer
+    # a partial, not a closure, so that pipelines using it can be pickled
+    return partial(score_mentions, spans_key=spans_key)
