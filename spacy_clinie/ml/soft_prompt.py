@@ -236,6 +236,14 @@ def collate(
             if gold_t is not None:
                 for t in tasks:
                     gold_t[t][n, j] = gold[w.doc][t][i]
+        if gold_t is not None:
+            # A window may start inside a mention: its first word is then the
+            # window's B- tag (an I- at a sequence start is impossible under
+            # the BIO constraints and would make the CRF loss unbounded).
+            for t in tasks:
+                first = int(gold_t[t][n, 0])
+                if first >= 0 and module.tag_names[t][first].startswith("I-"):
+                    gold_t[t][n, 0] = module.tag_names[t].index("B-" + module.tag_names[t][first][2:])
         row.append(sep_id)
         ids[n, : len(row)] = torch.tensor(row)
         mask[n, : len(row)] = 1

@@ -101,3 +101,27 @@ def test_adamax_matches_torch():
         p.grad = torch.tensor(g)
         topt.step()
     assert numpy.allclose(w, p.detach().numpy(), atol=1e-6)
+
+
+def test_window_starting_inside_a_mention_gets_a_valid_gold_sequence():
+    """Regression: an I- tag at a window start made the CRF loss ~1e4."""
+    from spacy_clinie.ml.soft_prompt import collate
+
+    class Tok:
+        cls_token_id, sep_token_id, pad_token_id = 101, 102, 0
+
+    class Module:
+        tokenizer = Tok()
+        tasks = ["concepts"]
+        tag_names = {"concepts": ["O", "B-A", "I-A"]}
+
+    pieces = [[[5], [6], [7], [8]]]
+    gold = [{"concepts": [1, 2, 2, 0]}]
+    windows = make_windows(pieces[0], 0, budget=2, stride=1)
+    batch = collate(Module(), pieces, windows, 2, gold, torch.device("cpu"))
+    tags = Module.tag_names["concepts"]
+    first = [tags[int(row[0])] for row in batch["gold"]["concepts"]]
+    assert "I-A" not in first and first[1] == "B-A"
+    crf = CRF(tags)
+    em = torch.zeros(len(windows), batch["word_mask"].shape[1], 3)
+    assert crf.nll(em, batch["gold"]["concepts"].clamp(min=0), batch["word_mask"]).item() < 100
