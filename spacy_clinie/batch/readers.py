@@ -1,0 +1,328 @@
+"""Lazy record readers for EHR dumps: JSONL, CSV, Parquet, a folder of .txt.
+
+Every reader yields :class:`Record` objects in a fixed order, numbered from 0
+(``index``). That number is what a resumed run skips to, so the order must be
+the same on every read of an unchanged input: files are read front to back
+and a folder is walked in sorted order. Nothing is loaded whole: JSONL and
+CSV are read a line/row at a time, Parquet a record batch at a time, a
+folder one file at a time.
+
+A reader never raises on a bad record. It fills ``Record.reason`` instead
+(bytes that are not UTF-8, a line that is not JSON, ...) and the record goes
+to the quarantine file; :func:`check_record` adds the checks that are the
+same for every format (missing id, empty or too long text).
+"""
+
+import csv
+import gzip
+import io
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Callable, Dict, Iterator, Optional, Tuple
+
+from ..errors import FormatError
+
+INPUT_FORMATS = ("jsonl", "csv", "parquet", "txt")
+
+
+@dataclass
+class Record:
+    """One input record. ``where`` names the file and line/row for messages."""
+
+    index: int
+    id: Optional[str]
+    text: Optional[str]
+    where: str
+    reason: Optional[str] = None
+
+
+def detect_format(path: Path) -> str:
+    """The input format from the path: a folder is ``txt``, otherwise the
+    suffix (``.jsonl``/``.ndjson``/``.json``, ``.csv``, ``.tsv``, ``.parquet``,
+    optionally ``.gz`` for the line formats)."""
+    if path.is_dir():
+        return "txt"
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    last = suffixes[-1] if suffixes else ""
+    if last in (".jsonl", ".ndjson", ".json"):
+        return "jsonl"
+    if last in (".csv", ".tsv"):
+        return "csv"
+    if last in (".parquet", ".pq"):
+        return "parquet"
+    raise FormatError(
+        f"{path}: cannot tell the input format from the name; pass --input-format with one of {', '.join(INPUT_FORMATS)}"
+    )
+
+
+def _open_binary(path: Path) -> IO[bytes]:
+    return gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")
+
+
+def _field_str(value: Any) -> Optional[str]:
+    """Ids may be numbers in JSON/Parquet; text must be a string."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        return str(value)
+    return value
+
+
+def _utf8_error(data: bytes) -> Optional[str]:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return f"not UTF-8 (byte 0x{data[err.start]:02x} at byte {err.start})"
+    return None
+
+
+def read_jsonl(path: Path, *, id_field: str, text_field: str, start: int = 0) -> Iterator[Record]:
+    """One JSON object per line; blank lines are not records. Lines before
+    record ``start`` are counted but not decoded."""
+    index = 0
+    with _open_binary(path) as f:
+        for line_no, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            if index < start:
+                index += 1
+                continue
+            where = f"{path.name} line {line_no}"
+            error = _utf8_error(raw)
+            line = raw.decode("utf-8", errors="replace")
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as err:
+                yield Record(index, None, None, where, error or f"not JSON ({err.msg} at column {err.colno})")
+                index += 1
+                continue
+            if not isinstance(obj, dict):
+                yield Record(index, None, None, where, error or f"not a JSON object but {type(obj).__name__}")
+                index += 1
+                continue
+            doc_id = _field_str(obj.get(id_field))
+            text = obj.get(text_field)
+            reason = error
+            if reason is None and text is not None and not isinstance(text, str):
+                reason = f"field {text_field!r} is {type(text).__name__}, not a string"
+            yield Record(
+                index,
+                doc_id if isinstance(doc_id, str) else None,
+                text if isinstance(text, str) else None,
+                where,
+                reason,
+            )
+            index += 1
+
+
+def _surrogate_error(value: Optional[str]) -> Optional[str]:
+    """CSV is decoded with ``surrogateescape`` so one bad byte spoils one
+    record, not the file; a surrogate marks where it was."""
+    if value is None:
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        byte = ord(value[err.start]) - 0xDC00
+        return f"not UTF-8 (byte 0x{byte:02x} at character {err.start})"
+    return None
+
+
+def read_csv(
+    path: Path, *, id_field: str, text_field: str, start: int = 0, delimiter: Optional[str] = None
+) -> Iterator[Record]:
+    """A CSV (or TSV, by suffix) with a header row naming the fields. Quoted
+    fields may span lines; ``where`` gives the row's first line."""
+    if delimiter is None:
+        delimiter = "\t" if ".tsv" in [s.lower() for s in path.suffixes] else ","
+    _raise_csv_field_limit()
+    with _open_binary(path) as fb:
+        f = io.TextIOWrapper(fb, encoding="utf-8", errors="surrogateescape", newline="")
+        reader = csv.reader(f, delimiter=delimiter)
+        try:
+            header = next(reader)
+        except StopIteration:
+            return
+        for name in (id_field, text_field):
+            if name not in header:
+                raise FormatError(f"{path}: no column {name!r} in the header; columns are {header}")
+        id_col, text_col = header.index(id_field), header.index(text_field)
+        index = 0
+        line_no = reader.line_num + 1
+        for row in reader:
+            where = f"{path.name} line {line_no}"
+            line_no = reader.line_num + 1
+            if not row:
+                continue
+            if index < start:
+                index += 1
+                continue
+            doc_id = row[id_col] if id_col < len(row) else None
+            text = row[text_col] if text_col < len(row) else None
+            reason = _surrogate_error(text) or _surrogate_error(doc_id)
+            if reason is None and len(row) != len(header):
+                reason = f"{len(row)} fields, the header has {len(header)}"
+            if reason and doc_id is not None and _surrogate_error(doc_id):
+                doc_id = doc_id.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            yield Record(index, doc_id, text, where, reason)
+            index += 1
+
+
+def _raise_csv_field_limit() -> None:
+    """csv refuses fields over 128 KiB by default; notes can be longer, and
+    over-long ones are quarantined by ``max_chars`` with a clear reason."""
+    limit = sys.maxsize
+    while True:
+        try:
+            csv.field_size_limit(limit)
+            return
+        except OverflowError:
+            limit //= 10
+
+
+def read_parquet(
+    path: Path, *, id_field: str, text_field: str, start: int = 0, batch_rows: int = 1024
+) -> Iterator[Record]:
+    """Parquet, one record batch at a time; row groups wholly before
+    ``start`` are not read. A binary text column is decoded here, so bytes
+    that are not UTF-8 quarantine the row."""
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    names = pf.schema_arrow.names
+    for name in (id_field, text_field):
+        if name not in names:
+            raise FormatError(f"{path}: no column {name!r}; columns are {names}")
+    index = 0
+    for group in range(pf.num_row_groups):
+        n_rows = pf.metadata.row_group(group).num_rows
+        if index + n_rows <= start:
+            index += n_rows
+            continue
+        for batch in pf.iter_batches(
+            batch_size=batch_rows, row_groups=[group], columns=[id_field, text_field]
+        ):
+            ids = batch.column(0).to_pylist()
+            texts = batch.column(1).to_pylist()
+            for doc_id, text in zip(ids, texts):
+                if index < start:
+                    index += 1
+                    continue
+                where = f"{path.name} row {index}"
+                reason = None
+                if isinstance(doc_id, bytes):
+                    reason = _utf8_error(doc_id)
+                    doc_id = doc_id.decode("utf-8", "replace")
+                if isinstance(text, bytes):
+                    reason = reason or _utf8_error(text)
+                    text = None if reason else text.decode("utf-8")
+                yield Record(index, _field_str(doc_id), text, where, reason)
+                index += 1
+
+
+def _walk_txt(root: Path) -> Iterator[Path]:
+    """``*.txt`` under ``root`` in sorted order, one directory listing in
+    memory at a time."""
+    with os.scandir(root) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for entry in entries:
+        if entry.is_dir():
+            yield from _walk_txt(Path(entry.path))
+        elif entry.name.lower().endswith(".txt"):
+            yield Path(entry.path)
+
+
+def read_txt_folder(root: Path, *, start: int = 0, **_: Any) -> Iterator[Record]:
+    """One record per ``.txt`` file; the id is the path relative to the
+    folder without ``.txt`` (``ward3/note17``)."""
+    for index, path in enumerate(_walk_txt(root)):
+        if index < start:
+            continue
+        rel = path.relative_to(root).as_posix()
+        doc_id = rel[: -len(".txt")]
+        data = path.read_bytes()
+        reason = _utf8_error(data)
+        text = None if reason else data.decode("utf-8")
+        yield Record(index, doc_id, text, rel, reason)
+
+
+READERS: Dict[str, Callable[..., Iterator[Record]]] = {
+    "jsonl": read_jsonl,
+    "csv": read_csv,
+    "parquet": read_parquet,
+    "txt": read_txt_folder,
+}
+
+
+def check_record(record: Record, *, max_chars: int) -> Record:
+    """Checks common to all formats, in the order a user would fix them.
+    ``max_chars <= 0`` means no limit."""
+    if record.reason:
+        return record
+    if record.id is None or not str(record.id).strip():
+        record.reason = "missing id"
+    elif record.text is None:
+        record.reason = "missing text"
+    elif not record.text.strip():
+        record.reason = "empty text"
+    elif max_chars > 0 and len(record.text) > max_chars:
+        record.reason = f"text has {len(record.text)} characters, over the limit of {max_chars}"
+    return record
+
+
+def read_records(
+    path: Path,
+    *,
+    fmt: Optional[str] = None,
+    id_field: str = "id",
+    text_field: str = "text",
+    max_chars: int = 0,
+    start: int = 0,
+) -> Iterator[Record]:
+    """Checked records of ``path`` from record ``start`` on."""
+    path = Path(path)
+    if not path.exists():
+        raise FormatError(f"{path}: no such file or folder")
+    fmt = fmt or detect_format(path)
+    if fmt not in READERS:
+        raise FormatError(f"{path}: unknown input format {fmt!r}; choose one of {', '.join(INPUT_FORMATS)}")
+    if fmt == "txt" and not path.is_dir():
+        raise FormatError(f"{path}: the txt format reads a folder of .txt files")
+    for record in READERS[fmt](path, id_field=id_field, text_field=text_field, start=start):
+        yield check_record(record, max_chars=max_chars)
+
+
+def estimate_total(path: Path, fmt: Optional[str] = None) -> Tuple[Optional[int], bool]:
+    """The number of records for the progress bar's ETA, and whether it is
+    exact. Parquet and folders are exact; JSONL and CSV count newlines (one
+    fast pass over the bytes; quoted newlines and blank lines make it an upper
+    bound)."""
+    path = Path(path)
+    fmt = fmt or detect_format(path)
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows, True
+    if fmt == "txt":
+        return sum(1 for _ in _walk_txt(path)), True
+    n = 0
+    last = b"\n"
+    with _open_binary(path) as f:
+        while True:
+            chunk = f.read(1 << 20)
+            if not chunk:
+                break
+            n += chunk.count(b"\n")
+            last = chunk[-1:]
+    if last != b"\n":
+        n += 1
+    if fmt == "csv":
+        n = max(n - 1, 0)
+    return n, False

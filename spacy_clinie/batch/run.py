@@ -1,0 +1,352 @@
+"""``clinie pipe``: run a pipeline over an EHR dump, resumably.
+
+The loop is ``nlp.pipe`` over a lazy record stream, so memory stays flat
+however long the input: the reader holds one line (or Parquet batch), spaCy
+holds ``batch_size`` docs per process, and each doc is written and dropped as
+soon as it comes back. See ``checkpoint.py`` for how a killed run resumes
+with every record written exactly once.
+"""
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Deque, Dict, Iterable, Iterator, Optional, Tuple, Union
+
+from spacy.language import Language
+
+from ..extensions import MENTIONS_KEY
+from .checkpoint import RunState, fingerprint_mismatch, load_state, save_state
+from .output import OUTPUT_FORMATS, FolderSink, JsonlFile, JsonlSink
+from .readers import Record, detect_format, estimate_total, read_records
+from .records import doc_to_record, model_version, quarantine_record
+
+BACKENDS = ("local", "ray")
+
+
+@dataclass
+class PipeSettings:
+    """Everything ``clinie pipe`` can be told; the CLI maps options 1:1."""
+
+    input_format: Optional[str] = None
+    id_field: str = "id"
+    text_field: str = "text"
+    max_chars: int = 100_000
+    output_format: str = "jsonl"
+    quarantine: Optional[Path] = None
+    batch_size: int = 64
+    n_process: int = 1
+    gpu_id: int = -1
+    checkpoint_every: int = 1000
+    spans_key: str = MENTIONS_KEY
+    include_text: bool = False
+    overwrite: bool = False
+    progress: bool = True
+    backend: str = "local"
+    ray_address: Optional[str] = None
+    ray_workers: int = 1
+    ray_cpus_per_worker: float = 1.0
+    ray_gpus_per_worker: float = 0.0
+
+
+@dataclass
+class Summary:
+    read: int
+    written: int
+    quarantined: int
+    seconds: float
+    resumed_from: int = 0
+    already_complete: bool = False
+    output: str = ""
+    quarantine: str = ""
+    model: str = ""
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def consistent(self) -> bool:
+        return self.read == self.written + self.quarantined
+
+    def line(self) -> str:
+        rate = self.read / self.seconds if self.seconds > 0 else 0.0
+        return (
+            f"read {self.read} = written {self.written} + quarantined {self.quarantined}"
+            f" in {self.seconds:.1f}s ({rate:.1f} docs/s)"
+            + (f", resumed at record {self.resumed_from}" if self.resumed_from else "")
+        )
+
+
+def output_paths(output: Path, settings: PipeSettings) -> Tuple[Path, Path]:
+    """(state file, quarantine file). For JSONL they sit beside the output
+    file, for folder formats inside the folder."""
+    if settings.output_format == "jsonl":
+        state = output.with_name(output.name + ".state.json")
+        quarantine = settings.quarantine or output.with_name(output.name + ".quarantine.jsonl")
+    else:
+        state = output / ".clinie-pipe-state.json"
+        quarantine = settings.quarantine or output / "quarantine.jsonl"
+    return state, Path(quarantine)
+
+
+def fingerprint(model: str, input_path: Path, settings: PipeSettings, fmt: str) -> Dict[str, Any]:
+    """What must not change between a run and its resumption: anything that
+    alters which record has which index or what is written for it.
+    ``batch_size``, ``n_process`` and the backend may change."""
+    stat = input_path.stat()
+    return {
+        "model": str(model),
+        "input": str(input_path.resolve()),
+        "input_format": fmt,
+        "input_size": stat.st_size if input_path.is_file() else None,
+        "input_mtime_ns": stat.st_mtime_ns if input_path.is_file() else None,
+        "id_field": settings.id_field,
+        "text_field": settings.text_field,
+        "max_chars": settings.max_chars,
+        "output_format": settings.output_format,
+        "spans_key": settings.spans_key,
+        "include_text": settings.include_text,
+    }
+
+
+class Committer:
+    """Owns the output, the quarantine file and the state; ``advance`` is
+    called in input order and commits every ``checkpoint_every`` records."""
+
+    def __init__(
+        self, output: Path, settings: PipeSettings, state: RunState, state_path: Path, quarantine_path: Path
+    ) -> None:
+        self.settings = settings
+        self.state = state
+        self.state_path = state_path
+        if settings.output_format == "jsonl":
+            self.sink: Union[JsonlSink, FolderSink] = JsonlSink(output, state.output_bytes)
+        else:
+            self.sink = FolderSink(output, settings.output_format, settings.spans_key)
+        self.quarantine_file = JsonlFile(quarantine_path, state.quarantine_bytes)
+        self.quarantined_total = state.quarantined  # including uncommitted lines
+        self.written = state.written
+        self.offset = state.offset
+        self.q_bytes = state.quarantine_bytes
+        self.q_count = state.quarantined
+        self._since_commit = 0
+        self._clock = time.perf_counter()
+
+    def quarantine(self, record: Record) -> Tuple[int, int]:
+        """Write a bad record; returns (file position, count) after it."""
+        self.quarantine_file.write(
+            quarantine_record(record.index, record.id, record.where, record.reason or "?")
+        )
+        self.quarantined_total += 1
+        return self.quarantine_file.position(), self.quarantined_total
+
+    def write(self, doc_id: str, doc: Any, record: Dict[str, Any]) -> None:
+        self.sink.write(doc_id, doc, record)
+        self.written += 1
+
+    def advance(self, offset: int, q_bytes: int, q_count: int) -> None:
+        """Records before ``offset`` are done, the quarantine file up to
+        ``q_bytes`` (``q_count`` entries) belongs to them."""
+        self._since_commit += offset - self.offset
+        self.offset, self.q_bytes, self.q_count = offset, q_bytes, q_count
+        if self._since_commit >= self.settings.checkpoint_every:
+            self.commit()
+
+    def commit(self, complete: bool = False) -> None:
+        output_bytes = self.sink.sync()
+        self.quarantine_file.sync()
+        now = time.perf_counter()
+        st = self.state
+        st.offset, st.output_bytes, st.quarantine_bytes = self.offset, output_bytes, self.q_bytes
+        st.written, st.quarantined, st.complete = self.written, self.q_count, complete
+        st.seconds += now - self._clock
+        self._clock = now
+        save_state(self.state_path, st)
+        self._since_commit = 0
+
+    def close(self) -> None:
+        self.sink.close()
+        self.quarantine_file.close()
+
+
+def load_pipeline(model: Union[str, Path], gpu_id: int = -1) -> Language:
+    """``spacy.load`` after ``require_gpu`` when a GPU is asked for (it must
+    come first so the weights are allocated on the device)."""
+    import spacy
+
+    if gpu_id >= 0:
+        spacy.require_gpu(gpu_id)
+    return spacy.load(model)
+
+
+def _local_stream(
+    nlp: Language, records: Iterable[Record], committer: Committer, settings: PipeSettings, version: str
+) -> Iterator[Tuple[int, str, Any, Dict[str, Any], Tuple[int, int]]]:
+    """Yield ``(index, id, doc, record, quarantine position)`` for the good records
+    in input order, quarantining the bad ones as they are read.
+
+    The reader runs ahead of ``nlp.pipe`` (it buffers whole batches), so
+    bad records reach the quarantine file before earlier good ones are
+    written. For the commit we need, per good record, the quarantine size
+    covering only the bad records before it: ``runs`` keeps that for each
+    stretch of consecutive bad records (one entry per stretch, so it is
+    bounded by the docs in flight, not by the length of a bad stretch)."""
+    runs: Deque[Tuple[int, int, int]] = deque()
+    last_bad = False
+
+    def texts() -> Iterator[Tuple[str, Tuple[int, str]]]:
+        nonlocal last_bad
+        for record in records:
+            if record.reason:
+                q_bytes, q_count = committer.quarantine(record)
+                if last_bad and runs:
+                    runs[-1] = (record.index, q_bytes, q_count)
+                else:
+                    runs.append((record.index, q_bytes, q_count))
+                last_bad = True
+            else:
+                last_bad = False
+                yield record.text, (record.index, record.id)
+
+    q_state = (committer.q_bytes, committer.q_count)
+    docs = nlp.pipe(texts(), as_tuples=True, batch_size=settings.batch_size, n_process=settings.n_process)
+    for doc, (index, doc_id) in docs:
+        while runs and runs[0][0] < index:
+            _, q_bytes, q_count = runs.popleft()
+            q_state = (q_bytes, q_count)
+        record = doc_to_record(
+            doc, doc_id, model=version, spans_key=settings.spans_key, include_text=settings.include_text
+        )
+        yield index, doc_id, doc, record, q_state
+
+
+def run_pipe(
+    model: Union[str, Path],
+    input_path: Union[str, Path],
+    output: Union[str, Path],
+    settings: Optional[PipeSettings] = None,
+    *,
+    nlp: Optional[Language] = None,
+) -> Summary:
+    """Process ``input_path`` with the pipeline ``model`` (a path or an
+    installed package name) into ``output``; resume if a state file from the
+    same run exists. Returns the summary (also kept in the state file)."""
+    settings = settings or PipeSettings()
+    input_path, output = Path(input_path), Path(output)
+    if settings.output_format not in OUTPUT_FORMATS:
+        raise ValueError(
+            f"unknown output format {settings.output_format!r}; choose one of {', '.join(OUTPUT_FORMATS)}"
+        )
+    if settings.backend not in BACKENDS:
+        raise ValueError(f"unknown backend {settings.backend!r}; choose one of {', '.join(BACKENDS)}")
+    if settings.checkpoint_every < 1 or settings.batch_size < 1:
+        raise ValueError("--checkpoint-every and --batch-size must be at least 1")
+    fmt = settings.input_format or detect_format(input_path)
+    state_path, quarantine_path = output_paths(output, settings)
+    new_print = fingerprint(model, input_path, settings, fmt)
+
+    state = None if settings.overwrite else load_state(state_path)
+    if state is None:
+        _check_fresh(output, quarantine_path, settings)
+        state = RunState(fingerprint=new_print)
+    else:
+        diff = fingerprint_mismatch(state.fingerprint, new_print)
+        if diff:
+            raise ValueError(
+                f"{state_path}: this output belongs to a run with other settings ({diff}); "
+                "use another output path, or --overwrite to start again"
+            )
+    resumed_from = state.offset
+    if state.complete:
+        return _summary(state, resumed_from, output, quarantine_path, already_complete=True)
+    if resumed_from:
+        state.restarts += 1
+
+    if nlp is None and settings.backend == "local":
+        nlp = load_pipeline(model, settings.gpu_id)
+    committer = Committer(output, settings, state, state_path, quarantine_path)
+    if not resumed_from:
+        committer.commit()  # the state file exists before any output does
+    total, _ = estimate_total(input_path, fmt) if settings.progress else (None, False)
+    bar = _progress(settings, total, resumed_from)
+    try:
+        if settings.backend == "local":
+            assert nlp is not None
+            records = read_records(
+                input_path,
+                fmt=fmt,
+                id_field=settings.id_field,
+                text_field=settings.text_field,
+                max_chars=settings.max_chars,
+                start=resumed_from,
+            )
+            stream = _local_stream(nlp, records, committer, settings, model_version(nlp))
+        else:
+            from .ray_backend import ray_stream
+
+            stream = ray_stream(str(model), resumed_from, committer, settings, input_path=input_path, fmt=fmt)
+        for index, doc_id, doc, record, (q_bytes, q_count) in stream:
+            state.extra["model_version"] = record["model"]
+            committer.write(doc_id, doc, record)
+            if bar is not None:
+                bar.update(index + 1 - committer.offset)
+            committer.advance(index + 1, q_bytes, q_count)
+        # every record is now written or quarantined: the bad ones after the
+        # last good record are the quarantine entries not yet advanced over
+        end = committer.offset + (committer.quarantined_total - committer.q_count)
+        if bar is not None:
+            bar.update(end - committer.offset)
+        committer.advance(end, committer.quarantine_file.position(), committer.quarantined_total)
+        committer.commit(complete=True)
+    finally:
+        if bar is not None:
+            bar.close()
+        committer.close()
+    return _summary(state, resumed_from, output, quarantine_path)
+
+
+def _check_fresh(output: Path, quarantine_path: Path, settings: PipeSettings) -> None:
+    """Refuse to append to, or silently replace, outputs this run did not
+    start; ``--overwrite`` clears them."""
+    targets = [quarantine_path]
+    if settings.output_format == "jsonl":
+        targets.append(output)
+    if settings.overwrite:
+        for path in targets:
+            if path.exists():
+                path.unlink()
+        return
+    for path in targets:
+        if path.exists() and path.stat().st_size > 0:
+            raise ValueError(f"{path} exists and has no run state; pass --overwrite to replace it")
+
+
+def _progress(settings: PipeSettings, total: Optional[int], initial: int) -> Any:
+    if not settings.progress:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        initial=initial,
+        unit="doc",
+        unit_scale=True,
+        smoothing=0.05,
+        mininterval=0.5,
+        dynamic_ncols=True,
+    )
+
+
+def _summary(
+    state: RunState, resumed_from: int, output: Path, quarantine_path: Path, *, already_complete: bool = False
+) -> Summary:
+    return Summary(
+        read=state.read,
+        written=state.written,
+        quarantined=state.quarantined,
+        seconds=state.seconds,
+        resumed_from=resumed_from,
+        already_complete=already_complete,
+        output=str(output),
+        quarantine=str(quarantine_path),
+        model=str(state.extra.get("model_version", "")),
+        extra={"restarts": state.restarts},
+    )

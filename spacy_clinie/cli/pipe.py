@@ -1,0 +1,97 @@
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..batch import INPUT_FORMATS, PipeSettings, run_pipe
+from ..batch.output import OUTPUT_FORMATS
+from ..errors import FormatError
+from ._util import Arg, Opt, app
+
+
+@app.command("pipe")
+def pipe_cli(
+    model: str = Arg(
+        ..., help="Pipeline: a path (training/x/model-best) or an installed package (en_clinie_ade)."
+    ),
+    input_path: Path = Arg(
+        ...,
+        help="JSONL, CSV/TSV, Parquet (optionally .gz for JSONL/CSV), or a folder of .txt files.",
+        exists=True,
+    ),
+    output: Path = Arg(..., help="JSONL file (--format jsonl) or a folder (brat, tac-xml)."),
+    input_format: Optional[str] = Opt(
+        None, "--input-format", help=f"One of {', '.join(INPUT_FORMATS)}; default: from the path."
+    ),
+    id_field: str = Opt(
+        "id", "--id-field", help="Field/column holding the document id (txt folders: the file path)."
+    ),
+    text_field: str = Opt("text", "--text-field", help="Field/column holding the note text."),
+    max_chars: int = Opt(100_000, "--max-chars", help="Quarantine texts longer than this (0: no limit)."),
+    fmt: str = Opt("jsonl", "--format", "-f", help=f"Output: {', '.join(OUTPUT_FORMATS)}."),
+    quarantine: Optional[Path] = Opt(
+        None,
+        "--quarantine",
+        help="Bad records with reasons (default: OUTPUT.quarantine.jsonl, or quarantine.jsonl in the folder).",
+    ),
+    batch_size: int = Opt(64, "--batch-size", "-b", help="Docs per nlp.pipe batch."),
+    n_process: int = Opt(1, "--n-process", "-n", help="Processes for nlp.pipe (local backend)."),
+    gpu_id: int = Opt(-1, "--gpu-id", "-g", help="GPU to use; -1 for CPU."),
+    checkpoint_every: int = Opt(
+        1000, "--checkpoint-every", help="Commit output and resume state every N records."
+    ),
+    spans_key: str = Opt("mentions", "--spans-key", help="doc.spans key holding the mentions."),
+    include_text: bool = Opt(
+        False, "--include-text/--no-include-text", help="Copy the note text into each JSONL record."
+    ),
+    overwrite: bool = Opt(False, "--overwrite", help="Start from scratch, replacing earlier output."),
+    progress: bool = Opt(True, "--progress/--no-progress", help="Progress bar with docs/s and ETA (stderr)."),
+    backend: str = Opt("local", "--backend", help="local (nlp.pipe) or ray (Ray Data map_batches)."),
+    ray_address: Optional[str] = Opt(
+        None, "--ray-address", help="Ray cluster address (default: RAY_ADDRESS, else a local instance)."
+    ),
+    ray_workers: int = Opt(1, "--ray-workers", help="Ray actors, each loading the model once."),
+    ray_cpus: float = Opt(1.0, "--ray-cpus-per-worker", help="CPUs reserved per Ray actor."),
+    ray_gpus: float = Opt(0.0, "--ray-gpus-per-worker", help="GPUs reserved per Ray actor."),
+) -> None:
+    """Run a pipeline over an EHR dump, one JSONL record per note (mentions,
+    labels, MedDRA codes, relations, context attributes, model version).
+
+    Memory stays flat on any input size. A killed run, started again with the
+    same arguments, resumes where it was committed and writes each document
+    exactly once. Bad records (not UTF-8, empty, no id, too long) go to the
+    quarantine file with the reason; the summary checks read = written +
+    quarantined."""
+    settings = PipeSettings(
+        input_format=input_format,
+        id_field=id_field,
+        text_field=text_field,
+        max_chars=max_chars,
+        output_format=fmt,
+        quarantine=quarantine,
+        batch_size=batch_size,
+        n_process=n_process,
+        gpu_id=gpu_id,
+        checkpoint_every=checkpoint_every,
+        spans_key=spans_key,
+        include_text=include_text,
+        overwrite=overwrite,
+        progress=progress,
+        backend=backend,
+        ray_address=ray_address,
+        ray_workers=ray_workers,
+        ray_cpus_per_worker=ray_cpus,
+        ray_gpus_per_worker=ray_gpus,
+    )
+    try:
+        summary = run_pipe(model, input_path, output, settings)
+    except (FormatError, ValueError, OSError) as err:
+        typer.secho(f"error: {err}", fg="red", err=True)
+        raise typer.Exit(1)
+    if summary.already_complete:
+        typer.echo(f"{output}: already complete")
+    typer.echo(summary.line())
+    typer.echo(f"output: {summary.output}\nquarantine: {summary.quarantine}")
+    if not summary.consistent:
+        typer.secho("error: read != written + quarantined", fg="red", err=True)
+        raise typer.Exit(1)
