@@ -78,8 +78,10 @@ class Annotator:
     called per batch. Returns the input order, with a JSON record for good
     rows and ``None`` for quarantined ones."""
 
-    def __init__(self, model: str, gpu_id: int, batch_size: int, spans_key: str, include_text: bool) -> None:
-        self.nlp = load_pipeline(model, gpu_id)
+    def __init__(
+        self, model: str, gpu_id: int, batch_size: int, spans_key: str, include_text: bool, code: Optional[str]
+    ) -> None:
+        self.nlp = load_pipeline(model, gpu_id, code)
         self.version = model_version(self.nlp)
         self.batch_size = batch_size
         self.spans_key = spans_key
@@ -158,6 +160,7 @@ def ray_stream(
             settings.batch_size,
             settings.spans_key,
             settings.include_text,
+            str(Path(settings.code).resolve()) if settings.code else None,
         ),
         batch_size=settings.batch_size,
         batch_format="pyarrow",

@@ -47,6 +47,7 @@ class PipeSettings:
     ray_workers: int = 1
     ray_cpus_per_worker: float = 1.0
     ray_gpus_per_worker: float = 0.0
+    code: Optional[Path] = None
 
 
 @dataclass
@@ -167,11 +168,25 @@ class Committer:
         self.quarantine_file.close()
 
 
-def load_pipeline(model: Union[str, Path], gpu_id: int = -1) -> Language:
+def import_code(code: Optional[Union[str, Path]]) -> None:
+    """Import a Python file with custom components (spaCy's ``--code``),
+    so that pipelines using factories outside any installed package load."""
+    if code is None:
+        return
+    from spacy.util import import_file
+
+    path = Path(code)
+    if not path.is_file():
+        raise ValueError(f"{path}: --code must name a Python file")
+    import_file("clinie_pipe_code", path)
+
+
+def load_pipeline(model: Union[str, Path], gpu_id: int = -1, code: Optional[Union[str, Path]] = None) -> Language:
     """``spacy.load`` after ``require_gpu`` when a GPU is asked for (it must
     come first so the weights are allocated on the device)."""
     import spacy
 
+    import_code(code)
     if gpu_id >= 0:
         spacy.require_gpu(gpu_id)
     return spacy.load(model)
@@ -261,7 +276,7 @@ def run_pipe(
         state.restarts += 1
 
     if nlp is None and settings.backend == "local":
-        nlp = load_pipeline(model, settings.gpu_id)
+        nlp = load_pipeline(model, settings.gpu_id, settings.code)
     committer = Committer(output, settings, state, state_path, quarantine_path)
     if not resumed_from:
         committer.commit()  # the state file exists before any output does

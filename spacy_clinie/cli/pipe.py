@@ -52,6 +52,9 @@ def pipe_cli(
     ),
     ray_workers: int = Opt(1, "--ray-workers", help="Ray actors, each loading the model once."),
     ray_cpus: float = Opt(1.0, "--ray-cpus-per-worker", help="CPUs reserved per Ray actor."),
+    code: Optional[Path] = Opt(
+        None, "--code", help="Python file with custom components to import first (also on Ray workers)."
+    ),
     ray_gpus: float = Opt(0.0, "--ray-gpus-per-worker", help="GPUs reserved per Ray actor."),
 ) -> None:
     """Run a pipeline over an EHR dump, one JSONL record per note (mentions,
@@ -82,6 +85,7 @@ def pipe_cli(
         ray_workers=ray_workers,
         ray_cpus_per_worker=ray_cpus,
         ray_gpus_per_worker=ray_gpus,
+        code=code,
     )
     try:
         summary = run_pipe(model, input_path, output, settings)
