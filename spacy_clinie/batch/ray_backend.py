@@ -79,7 +79,13 @@ class Annotator:
     rows and ``None`` for quarantined ones."""
 
     def __init__(
-        self, model: str, gpu_id: int, batch_size: int, spans_key: str, include_text: bool, code: Optional[str]
+        self,
+        model: str,
+        gpu_id: int,
+        batch_size: int,
+        spans_key: str,
+        include_text: bool,
+        code: Optional[str],
     ) -> None:
         self.nlp = load_pipeline(model, gpu_id, code)
         self.version = model_version(self.nlp)
@@ -141,6 +147,7 @@ def ray_stream(
     init_ray(settings.ray_address)
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True
+    ctx.enable_progress_bars = settings.progress
     read_args = {
         "fmt": fmt,
         "id_field": settings.id_field,

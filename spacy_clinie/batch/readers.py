@@ -187,14 +187,21 @@ def _raise_csv_field_limit() -> None:
             limit //= 10
 
 
+def _pyarrow_parquet() -> Any:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as err:
+        raise FormatError("reading Parquet needs pyarrow: pip install 'spacy-clinie[parquet]'") from err
+    return pq
+
+
 def read_parquet(
     path: Path, *, id_field: str, text_field: str, start: int = 0, batch_rows: int = 1024
 ) -> Iterator[Record]:
     """Parquet, one record batch at a time; row groups wholly before
     ``start`` are not read. A binary text column is decoded here, so bytes
     that are not UTF-8 quarantine the row."""
-    import pyarrow.parquet as pq
-
+    pq = _pyarrow_parquet()
     pf = pq.ParquetFile(path)
     names = pf.schema_arrow.names
     for name in (id_field, text_field):
@@ -307,9 +314,7 @@ def estimate_total(path: Path, fmt: Optional[str] = None) -> Tuple[Optional[int]
     path = Path(path)
     fmt = fmt or detect_format(path)
     if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        return pq.ParquetFile(path).metadata.num_rows, True
+        return _pyarrow_parquet().ParquetFile(path).metadata.num_rows, True
     if fmt == "txt":
         return sum(1 for _ in _walk_txt(path)), True
     n = 0

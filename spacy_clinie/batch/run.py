@@ -11,7 +11,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Deque, Dict, Iterable, Iterator, Optional, Tuple, Union
+from typing import Any, Deque, Dict, Iterable, Iterator, Optional, Set, Tuple, Union
 
 from spacy.language import Language
 
@@ -168,6 +168,9 @@ class Committer:
         self.quarantine_file.close()
 
 
+_IMPORTED_CODE: Set[Path] = set()
+
+
 def import_code(code: Optional[Union[str, Path]]) -> None:
     """Import a Python file with custom components (spaCy's ``--code``),
     so that pipelines using factories outside any installed package load."""
@@ -175,13 +178,17 @@ def import_code(code: Optional[Union[str, Path]]) -> None:
         return
     from spacy.util import import_file
 
-    path = Path(code)
+    path = Path(code).resolve()
     if not path.is_file():
         raise ValueError(f"{path}: --code must name a Python file")
-    import_file("clinie_pipe_code", path)
+    if path not in _IMPORTED_CODE:
+        import_file("clinie_pipe_code", path)
+        _IMPORTED_CODE.add(path)
 
 
-def load_pipeline(model: Union[str, Path], gpu_id: int = -1, code: Optional[Union[str, Path]] = None) -> Language:
+def load_pipeline(
+    model: Union[str, Path], gpu_id: int = -1, code: Optional[Union[str, Path]] = None
+) -> Language:
     """``spacy.load`` after ``require_gpu`` when a GPU is asked for (it must
     come first so the weights are allocated on the device)."""
     import spacy

@@ -1,6 +1,7 @@
 """A real kill: ``clinie pipe`` in a subprocess gets SIGKILL twice at
 arbitrary moments; the third start finishes. Every id must be in the output
 exactly once, and output and quarantine must equal an uninterrupted run."""
+
 import json
 import os
 import signal
@@ -15,7 +16,17 @@ from .conftest import CODE, build_light_pipeline, good_records, json_line, read_
 
 ROOT = Path(__file__).resolve().parents[2]
 N = 2000
-ARGS = ["--no-progress", "--checkpoint-every", "40", "--batch-size", "16", "--max-chars", "200", "--code", str(CODE)]
+ARGS = [
+    "--no-progress",
+    "--checkpoint-every",
+    "40",
+    "--batch-size",
+    "16",
+    "--max-chars",
+    "200",
+    "--code",
+    str(CODE),
+]
 
 
 def _input(path: Path) -> Path:
@@ -80,5 +91,7 @@ def test_sigkill_twice_then_resume(tmp_path):
     fast = build_light_pipeline(tmp_path / "fast")
     run_pipe(fast, src, ref, PipeSettings(progress=False, max_chars=200, batch_size=64))
     assert out.read_bytes() == ref.read_bytes()
-    assert (tmp_path / "out.jsonl.quarantine.jsonl").read_bytes() == (tmp_path / "ref.jsonl.quarantine.jsonl").read_bytes()
+    assert (tmp_path / "out.jsonl.quarantine.jsonl").read_bytes() == (
+        tmp_path / "ref.jsonl.quarantine.jsonl"
+    ).read_bytes()
     assert json.loads(state.read_text())["restarts"] == 2

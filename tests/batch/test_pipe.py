@@ -53,7 +53,14 @@ def test_records_and_quarantine_counts(tmp_path, light_model):
         "label": "AdverseReaction",
         "text": "nausea",
         "fragments": None,
-        "meddra": [{"meddra_pt": "Nausea", "meddra_pt_id": "10028813", "meddra_llt": "Nausea", "meddra_llt_id": "10028813"}],
+        "meddra": [
+            {
+                "meddra_pt": "Nausea",
+                "meddra_pt_id": "10028813",
+                "meddra_llt": "Nausea",
+                "meddra_llt_id": "10028813",
+            }
+        ],
         "kind": None,
         "attributes": {"is_negated": True},
     }
@@ -66,7 +73,12 @@ def test_records_and_quarantine_counts(tmp_path, light_model):
     assert reasons.count("missing id") == 5
     assert reasons.count("text") == 4  # "text has 500 characters, over the limit of 300" (i = 20, 45, 70, 95)
     assert reasons[-1] == "not JSON"
-    assert quarantine[0] == {"index": 4, "id": "latin-3", "where": "in.jsonl line 5", "reason": quarantine[0]["reason"]}
+    assert quarantine[0] == {
+        "index": 4,
+        "id": "latin-3",
+        "where": "in.jsonl line 5",
+        "reason": quarantine[0]["reason"],
+    }
     state = load_state(tmp_path / "out.jsonl.state.json")
     assert state.complete and state.offset == summary.read
 
@@ -76,12 +88,16 @@ def test_nlp_pipe_equals_call_and_n_process(tmp_path, light_model):
     one = run_pipe(light_model, src, tmp_path / "one.jsonl", settings())
     two = run_pipe(light_model, src, tmp_path / "two.jsonl", settings(n_process=2, batch_size=4))
     assert (tmp_path / "one.jsonl").read_bytes() == (tmp_path / "two.jsonl").read_bytes()
-    assert (tmp_path / "one.jsonl.quarantine.jsonl").read_bytes() == (tmp_path / "two.jsonl.quarantine.jsonl").read_bytes()
+    assert (tmp_path / "one.jsonl.quarantine.jsonl").read_bytes() == (
+        tmp_path / "two.jsonl.quarantine.jsonl"
+    ).read_bytes()
     assert (one.read, one.written) == (two.read, two.written)
     nlp = spacy.load(light_model)
     direct = nlp("Patient 1 reported nausea and a rash on day 1.")
     rec = read_jsonl(tmp_path / "one.jsonl")[1]
-    assert [(s["start"], s["end"]) for s in rec["spans"]] == [(s.start_char, s.end_char) for s in direct.spans["mentions"]]
+    assert [(s["start"], s["end"]) for s in rec["spans"]] == [
+        (s.start_char, s.end_char) for s in direct.spans["mentions"]
+    ]
 
 
 def test_crash_then_resume_is_exactly_once(tmp_path, light_model):
@@ -104,7 +120,9 @@ def test_crash_then_resume_is_exactly_once(tmp_path, light_model):
     summary = run_pipe(light_model, src, out, settings(batch_size=3))
     assert summary.resumed_from == state.offset
     assert out.read_bytes() == ref.read_bytes()
-    assert (tmp_path / "out.jsonl.quarantine.jsonl").read_bytes() == (tmp_path / "ref.jsonl.quarantine.jsonl").read_bytes()
+    assert (tmp_path / "out.jsonl.quarantine.jsonl").read_bytes() == (
+        tmp_path / "ref.jsonl.quarantine.jsonl"
+    ).read_bytes()
     assert summary.consistent and summary.read == 140
 
 
@@ -144,11 +162,23 @@ def test_cli(tmp_path, light_model):
     src = mixed_input(tmp_path / "in.jsonl", n=20)
     out = tmp_path / "cli.jsonl"
     result = CliRunner().invoke(
-        app, ["pipe", str(light_model), str(src), str(out), "--no-progress", "--max-chars", "300", "--include-text"]
+        app,
+        [
+            "pipe",
+            str(light_model),
+            str(src),
+            str(out),
+            "--no-progress",
+            "--max-chars",
+            "300",
+            "--include-text",
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "read 24 = written 20 + quarantined 4" in result.output
     assert read_jsonl(out)[0]["text"].startswith("Patient 0")
-    bad = CliRunner().invoke(app, ["pipe", str(light_model), str(src), str(out), "--format", "xml", "--no-progress"])
+    bad = CliRunner().invoke(
+        app, ["pipe", str(light_model), str(src), str(out), "--format", "xml", "--no-progress"]
+    )
     assert bad.exit_code == 1 and "unknown output format 'xml'" in bad.output
     assert json.loads((tmp_path / "cli.jsonl.state.json").read_text())["complete"] is True

@@ -32,7 +32,12 @@ def same_data(tmp_path, rows):
     folder.mkdir()
     for r in rows:
         (folder / f"{r['id']}.txt").write_text(r["text"], encoding="utf-8")
-    return {"jsonl": jsonl, "csv": tmp_path / "notes.csv", "parquet": tmp_path / "notes.parquet", "txt": folder}
+    return {
+        "jsonl": jsonl,
+        "csv": tmp_path / "notes.csv",
+        "parquet": tmp_path / "notes.parquet",
+        "txt": folder,
+    }
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet", "txt"])
@@ -42,7 +47,9 @@ def test_formats_give_the_same_records(same_data, rows, fmt):
     got = _pairs(read_records(path))
     expected = [(i, r["id"], r["text"], None) for i, r in enumerate(rows)]
     if fmt == "txt":  # files come in sorted name order
-        expected = [(i, rid, text, None) for i, (_, rid, text, _) in enumerate(sorted(expected, key=lambda e: e[1]))]
+        expected = [
+            (i, rid, text, None) for i, (_, rid, text, _) in enumerate(sorted(expected, key=lambda e: e[1]))
+        ]
     assert got == expected
     # resuming at record 4 gives the same tail, with the same indices
     assert _pairs(read_records(path, start=4)) == expected[4:]

@@ -3,6 +3,7 @@
 every field a batch record carries (mention ids, MedDRA codes, context
 attributes, relations) so the tests compare real content; ``sleep`` slows a
 run down enough to be killed in the middle."""
+
 import time
 
 from spacy.language import Language
@@ -10,7 +11,12 @@ from spacy.tokens import Doc, Span
 
 from spacy_clinie.extensions import register_extensions
 
-NAUSEA = {"meddra_pt": "Nausea", "meddra_pt_id": "10028813", "meddra_llt": "Nausea", "meddra_llt_id": "10028813"}
+NAUSEA = {
+    "meddra_pt": "Nausea",
+    "meddra_pt_id": "10028813",
+    "meddra_llt": "Nausea",
+    "meddra_llt_id": "10028813",
+}
 
 
 @Language.factory("clinie_test_annotate", default_config={"sleep": 0.0})
