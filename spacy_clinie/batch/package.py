@@ -1,0 +1,112 @@
+"""Assemble the deployable ``en_clinie_ade`` pipeline and put its test
+scores into ``meta.json``, ready for ``spacy package``.
+
+``spacy assemble`` initialises only the enabled components, but the packaged
+pipeline ships some switched off (``[nlp] disabled``: the relation linker
+until a corpus with relations trains it), and those must still be
+initialised to be saved and enabled later with ``nlp.enable_pipe``. So this
+does what ``spacy assemble`` does, with the disabled, non-sourced components
+initialised too.
+
+    python -m spacy_clinie.batch.package configs/en_clinie_ade.cfg training/en_clinie_ade \\
+        --metrics metrics/ade_cpu_test.json --paths.tagger training/ade_cpu/model-best
+"""
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Union
+
+import srsly
+from spacy import util
+from spacy.cli._util import parse_config_overrides
+from spacy.language import Language
+from spacy.training.initialize import get_sourced_components
+
+# levels of a metrics file copied as flat micro P/R/F into meta["performance"]
+# (what spaCy's package README table shows); the whole file goes under
+# performance["evaluation"][<file stem>]
+HEADLINE = ("mention_strict", "mention_relaxed", "reaction", "pt", "relation")
+
+
+def assemble(config_path: Union[str, Path], overrides: Optional[Dict[str, Any]] = None) -> Language:
+    """Build and initialise the pipeline of ``config_path``; sourced
+    components are taken as trained, disabled ones are initialised too."""
+    config = util.load_config(config_path, overrides=overrides or {}, interpolate=False)
+    nlp = util.load_model_from_config(config, auto_fill=True)
+    sourced = get_sourced_components(config.interpolate())
+    disabled = list(nlp.disabled)
+    for name in disabled:
+        nlp.enable_pipe(name)
+    nlp._link_components()
+    with nlp.select_pipes(disable=[*sourced]):
+        nlp.initialize()
+    for name in disabled:
+        nlp.disable_pipe(name)
+    return nlp
+
+
+def performance(metrics: Iterable[Union[str, Path]]) -> Dict[str, Any]:
+    """Flat ``<level>_p/_r/_f`` scores from ``clinie evaluate --output``
+    files, plus every file in full under ``evaluation``."""
+    out: Dict[str, Any] = {}
+    evaluation: Dict[str, Any] = {}
+    for path in metrics:
+        path = Path(path)
+        try:
+            data = srsly.read_json(path)
+        except ValueError as err:
+            raise ValueError(f"{path}: not a JSON metrics file ({err})") from err
+        evaluation[path.stem] = data
+        for level in HEADLINE:
+            micro = (data.get(level) or {}).get("micro") if isinstance(data, dict) else None
+            if isinstance(micro, dict):
+                for score in ("p", "r", "f"):
+                    if isinstance(micro.get(score), (int, float)):
+                        out[f"{level}_{score}"] = micro[score]
+    out["evaluation"] = evaluation
+    return out
+
+
+def write_meta(model_dir: Union[str, Path], metrics: List[Union[str, Path]], **fields: Any) -> Dict[str, Any]:
+    """Merge the scores (and ``fields`` such as name, version, description)
+    into ``model_dir/meta.json``; ``spacy package`` carries it into the
+    package."""
+    path = Path(model_dir) / "meta.json"
+    meta = srsly.read_json(path)
+    meta.update({k: v for k, v in fields.items() if v is not None})
+    if metrics:
+        meta["performance"] = {**(meta.get("performance") or {}), **performance(metrics)}
+    srsly.write_json(path, meta)
+    return meta
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("config", type=Path)
+    parser.add_argument("output", type=Path)
+    parser.add_argument(
+        "--metrics", type=Path, action="append", default=[], help="clinie evaluate --output JSON"
+    )
+    parser.add_argument("--name", default="clinie_ade")
+    parser.add_argument("--version", default=None)
+    parser.add_argument("--description", default="spacy-clinie ADE pipeline")
+    args, rest = parser.parse_known_args(argv)
+    overrides = parse_config_overrides(rest) if rest else {}
+    for path in args.metrics:
+        if not path.exists():
+            raise SystemExit(f"error: {path}: no such metrics file")
+    nlp = assemble(args.config, overrides)
+    nlp.to_disk(args.output)
+    meta = write_meta(
+        args.output, args.metrics, name=args.name, version=args.version, description=args.description
+    )
+    scores = {k: round(v, 4) for k, v in meta.get("performance", {}).items() if isinstance(v, float)}
+    print(f"assembled {nlp.pipe_names} (disabled: {list(nlp.disabled)}) into {args.output}")
+    print(f"meta performance: {json.dumps(scores)}")
+
+
+if __name__ == "__main__":
+    main()
