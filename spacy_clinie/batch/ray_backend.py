@@ -86,18 +86,26 @@ class Annotator:
         spans_key: str,
         include_text: bool,
         code: Optional[str],
+        recycle_every: int = 0,
     ) -> None:
-        self.nlp = load_pipeline(model, gpu_id, code)
+        self._load = lambda: load_pipeline(model, gpu_id, code)
+        self.nlp = self._load()
         self.version = model_version(self.nlp)
         self.batch_size = batch_size
         self.spans_key = spans_key
         self.include_text = include_text
+        self.recycle_every = recycle_every
+        self._since_load = 0
 
     def __call__(self, batch: Any) -> Any:
         import pyarrow as pa
 
         rows = batch.to_pylist()
         good = [r for r in rows if not r["reason"]]
+        if self.recycle_every and self._since_load >= self.recycle_every:
+            self.nlp = self._load()  # a fresh vocab: see run._local_stream
+            self._since_load = 0
+        self._since_load += len(good)
         docs = self.nlp.pipe((r["text"] for r in good), batch_size=self.batch_size)
         done = {}
         for row, doc in zip(good, docs):
@@ -168,6 +176,7 @@ def ray_stream(
             settings.spans_key,
             settings.include_text,
             str(Path(settings.code).resolve()) if settings.code else None,
+            settings.recycle_every,
         ),
         batch_size=settings.batch_size,
         batch_format="pyarrow",

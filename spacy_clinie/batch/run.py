@@ -11,7 +11,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Deque, Dict, Iterable, Iterator, Optional, Set, Tuple, Union
+from typing import Any, Callable, Deque, Dict, Iterable, Iterator, Optional, Set, Tuple, Union
 
 from spacy.language import Language
 
@@ -48,6 +48,7 @@ class PipeSettings:
     ray_cpus_per_worker: float = 1.0
     ray_gpus_per_worker: float = 0.0
     code: Optional[Path] = None
+    recycle_every: int = 50_000
 
 
 @dataclass
@@ -200,7 +201,12 @@ def load_pipeline(
 
 
 def _local_stream(
-    nlp: Language, records: Iterable[Record], committer: Committer, settings: PipeSettings, version: str
+    nlp: Language,
+    records: Iterable[Record],
+    committer: Committer,
+    settings: PipeSettings,
+    version: str,
+    reload: Optional[Callable[[], Language]] = None,
 ) -> Iterator[Tuple[int, str, Any, Dict[str, Any], Tuple[int, int]]]:
     """Yield ``(index, id, doc, record, quarantine position)`` for the good records
     in input order, quarantining the bad ones as they are read.
@@ -210,13 +216,21 @@ def _local_stream(
     written. For the commit we need, per good record, the quarantine size
     covering only the bad records before it: ``runs`` keeps that for each
     stretch of consecutive bad records (one entry per stretch, so it is
-    bounded by the docs in flight, not by the length of a bad stretch)."""
+    bounded by the docs in flight, not by the length of a bad stretch).
+
+    spaCy 3.7 adds every new word of the stream to the vocab for good (3.8's
+    ``memory_zone`` does not exist here), so with ``reload`` the pipeline is
+    loaded afresh every ``settings.recycle_every`` documents."""
     runs: Deque[Tuple[int, int, int]] = deque()
     last_bad = False
+    exhausted = False
+    source = iter(records)
+    limit = settings.recycle_every if reload is not None and settings.recycle_every > 0 else 0
 
     def texts() -> Iterator[Tuple[str, Tuple[int, str]]]:
-        nonlocal last_bad
-        for record in records:
+        nonlocal last_bad, exhausted
+        n = 0
+        for record in source:
             if record.reason:
                 q_bytes, q_count = committer.quarantine(record)
                 if last_bad and runs:
@@ -227,17 +241,25 @@ def _local_stream(
             else:
                 last_bad = False
                 yield record.text, (record.index, record.id)
+                n += 1
+                if limit and n >= limit:
+                    return
+        exhausted = True
 
     q_state = (committer.q_bytes, committer.q_count)
-    docs = nlp.pipe(texts(), as_tuples=True, batch_size=settings.batch_size, n_process=settings.n_process)
-    for doc, (index, doc_id) in docs:
-        while runs and runs[0][0] < index:
-            _, q_bytes, q_count = runs.popleft()
-            q_state = (q_bytes, q_count)
-        record = doc_to_record(
-            doc, doc_id, model=version, spans_key=settings.spans_key, include_text=settings.include_text
-        )
-        yield index, doc_id, doc, record, q_state
+    while not exhausted:
+        docs = nlp.pipe(texts(), as_tuples=True, batch_size=settings.batch_size, n_process=settings.n_process)
+        for doc, (index, doc_id) in docs:
+            while runs and runs[0][0] < index:
+                _, q_bytes, q_count = runs.popleft()
+                q_state = (q_bytes, q_count)
+            record = doc_to_record(
+                doc, doc_id, model=version, spans_key=settings.spans_key, include_text=settings.include_text
+            )
+            yield index, doc_id, doc, record, q_state
+        if not exhausted:
+            assert reload is not None
+            nlp = reload()
 
 
 def run_pipe(
@@ -282,6 +304,7 @@ def run_pipe(
     if resumed_from:
         state.restarts += 1
 
+    own_nlp = nlp is not None  # a caller's pipeline cannot be reloaded from disk
     if nlp is None and settings.backend == "local":
         nlp = load_pipeline(model, settings.gpu_id, settings.code)
     committer = Committer(output, settings, state, state_path, quarantine_path)
@@ -300,7 +323,8 @@ def run_pipe(
                 max_chars=settings.max_chars,
                 start=resumed_from,
             )
-            stream = _local_stream(nlp, records, committer, settings, model_version(nlp))
+            reload = None if own_nlp else (lambda: load_pipeline(model, settings.gpu_id, settings.code))
+            stream = _local_stream(nlp, records, committer, settings, model_version(nlp), reload)
         else:
             from .ray_backend import ray_stream
 

@@ -52,6 +52,9 @@ def pipe_cli(
     ),
     ray_workers: int = Opt(1, "--ray-workers", help="Ray actors, each loading the model once."),
     ray_cpus: float = Opt(1.0, "--ray-cpus-per-worker", help="CPUs reserved per Ray actor."),
+    recycle_every: int = Opt(
+        50_000, "--recycle-every", help="Reload the pipeline every N docs: bounds vocab growth (0: never)."
+    ),
     code: Optional[Path] = Opt(
         None, "--code", help="Python file with custom components to import first (also on Ray workers)."
     ),
@@ -86,6 +89,7 @@ def pipe_cli(
         ray_cpus_per_worker=ray_cpus,
         ray_gpus_per_worker=ray_gpus,
         code=code,
+        recycle_every=recycle_every,
     )
     try:
         summary = run_pipe(model, input_path, output, settings)

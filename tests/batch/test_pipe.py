@@ -86,7 +86,10 @@ def test_records_and_quarantine_counts(tmp_path, light_model):
 def test_nlp_pipe_equals_call_and_n_process(tmp_path, light_model):
     src = mixed_input(tmp_path / "in.jsonl", n=60)
     one = run_pipe(light_model, src, tmp_path / "one.jsonl", settings())
-    two = run_pipe(light_model, src, tmp_path / "two.jsonl", settings(n_process=2, batch_size=4))
+    # two processes, and the pipeline reloaded every 13 docs (fresh vocab)
+    two = run_pipe(
+        light_model, src, tmp_path / "two.jsonl", settings(n_process=2, batch_size=4, recycle_every=13)
+    )
     assert (tmp_path / "one.jsonl").read_bytes() == (tmp_path / "two.jsonl").read_bytes()
     assert (tmp_path / "one.jsonl.quarantine.jsonl").read_bytes() == (
         tmp_path / "two.jsonl.quarantine.jsonl"

@@ -30,7 +30,9 @@ def _settings(**kw):
 def test_ray_output_identical_to_local(tmp_path, light_model, local_ray):
     src = mixed_input(tmp_path / "in.jsonl", n=80)
     local = run_pipe(light_model, src, tmp_path / "local.jsonl", _settings())
-    remote = run_pipe(light_model, src, tmp_path / "ray.jsonl", _settings(backend="ray", ray_workers=2))
+    remote = run_pipe(
+        light_model, src, tmp_path / "ray.jsonl", _settings(backend="ray", ray_workers=2, recycle_every=20)
+    )
     assert (tmp_path / "ray.jsonl").read_bytes() == (tmp_path / "local.jsonl").read_bytes()
     assert (tmp_path / "ray.jsonl.quarantine.jsonl").read_bytes() == (
         tmp_path / "local.jsonl.quarantine.jsonl"
