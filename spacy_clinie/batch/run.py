@@ -325,6 +325,7 @@ def run_pipe(
             )
             reload = None if own_nlp else (lambda: load_pipeline(model, settings.gpu_id, settings.code))
             stream = _local_stream(nlp, records, committer, settings, model_version(nlp), reload)
+            nlp = None  # the stream owns it now, so a reload can free it
         else:
             from .ray_backend import ray_stream
 
