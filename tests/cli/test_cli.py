@@ -11,7 +11,7 @@ from spacy_clinie.convert import load_docs
 from ..conftest import shared
 
 runner = CliRunner()
-COMMANDS = ["convert", "evaluate", "export"]
+COMMANDS = ["convert", "evaluate", "export", "pipe", "meddra"]
 
 
 @pytest.mark.parametrize("command", [[], *([c] for c in COMMANDS)])
