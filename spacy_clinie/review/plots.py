@@ -9,13 +9,12 @@ axes would merge repeated tokens ("the", ",").
 import html
 from typing import List, Optional, Sequence
 
-import numpy
 import plotly.graph_objects as go
 
 from .attention import AttentionView
 
 MATCH = "#2e7d32"
-MATCH_O = "#c8e6c9"
+MATCH_O = "#dcefdc"
 MISMATCH = "#c62828"
 FONT = dict(family="system-ui, -apple-system, Segoe UI, sans-serif", size=12)
 
@@ -25,8 +24,8 @@ def esc(text: str) -> str:
     return html.escape(str(text), quote=False)
 
 
-def _short(tag: str, width: int = 9) -> str:
-    return tag if len(tag) <= width else tag[: width - 1] + "…"
+def _short(text: str, width: int = 12) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _layout(fig: go.Figure, title: str, height: int) -> go.Figure:
@@ -42,7 +41,8 @@ def _layout(fig: go.Figure, title: str, height: int) -> go.Figure:
 
 
 def _token_axis(labels: Sequence[str]) -> dict:
-    return dict(tickmode="array", tickvals=list(range(len(labels))), ticktext=[esc(t) for t in labels], tickangle=-45)
+    """Token tick labels, shortened (hover shows the whole token)."""
+    return dict(tickmode="array", tickvals=list(range(len(labels))), ticktext=[esc(_short(t, 16)) for t in labels], tickangle=-45)
 
 
 def alignment_figure(
@@ -52,36 +52,39 @@ def alignment_figure(
     probs: Optional[Sequence[float]] = None,
     title: str = "Predicted vs gold",
 ) -> go.Figure:
-    """Two rows of tag boxes under the tokens: gold on top, prediction
-    below; green where they agree (pale for O/O), red where they differ."""
+    """Two rows of tag cells under the tokens, gold on top and the
+    prediction below: green where they agree (pale for O/O), red where they
+    differ; hover for the token, both tags and the tag probability."""
     n = len(words)
     match = [g == p for g, p in zip(gold, predicted)]
-    colors = [(MATCH_O if g == "O" else MATCH) if m else MISMATCH for g, m in zip(gold, match)]
+    code = [(0 if g == "O" else 1) if m else 2 for g, m in zip(gold, match)]
     hover = [
         "token: %s<br>gold: %s<br>predicted: %s%s<br>%s"
-        % (esc(w), esc(g), esc(p), f" (p={probs[i]:.2f})" if probs is not None else "", "match" if m else "MISMATCH")
+        % (esc(w), esc(g), esc(p), f" (p={probs[i]:.2f})" if probs else "", "match" if m else "MISMATCH")
         for i, (w, g, p, m) in enumerate(zip(words, gold, predicted, match))
     ]
-    fig = go.Figure()
-    for row, tags in (("gold", gold), ("predicted", predicted)):
-        fig.add_trace(
-            go.Scatter(
-                x=list(range(n)),
-                y=[row] * n,
-                mode="markers+text",
-                marker=dict(symbol="square", size=30, color=colors, line=dict(width=1, color="#555")),
-                text=[esc(_short(t)) for t in tags],
-                textfont=dict(size=9, color=["white" if c != MATCH_O else "#1b1b1b" for c in colors]),
-                hovertext=hover,
-                hoverinfo="text",
-                name=row,
-                showlegend=False,
-            )
+    fig = go.Figure(
+        go.Heatmap(
+            z=[code, code],
+            x=list(range(n)),
+            y=["predicted", "gold"],
+            zmin=0,
+            zmax=2,
+            colorscale=[[0, MATCH_O], [0.33, MATCH_O], [0.33, MATCH], [0.66, MATCH], [0.66, MISMATCH], [1, MISMATCH]],
+            showscale=False,
+            text=[[esc(_short(t)) for t in predicted], [esc(_short(t)) for t in gold]],
+            texttemplate="%{text}",
+            textfont=dict(size=10),
+            customdata=[hover, hover],
+            hovertemplate="%{customdata}<extra></extra>",
+            xgap=2,
+            ygap=2,
         )
-    fig.update_xaxes(**_token_axis(words), range=[-0.6, n - 0.4], showgrid=False)
-    fig.update_yaxes(categoryorder="array", categoryarray=["predicted", "gold"], showgrid=False)
+    )
+    fig.update_xaxes(**_token_axis(words), showgrid=False)
+    fig.update_yaxes(showgrid=False)
     n_bad = n - sum(match)
-    return _layout(fig, f"{title}: {sum(match)} of {n} tokens agree, {n_bad} differ", 260)
+    return _layout(fig, f"{title}: {sum(match)} of {n} tokens agree, {n_bad} differ", 230)
 
 
 def saliency_figure(view: AttentionView) -> go.Figure:
@@ -116,7 +119,7 @@ def flow_figure(view: AttentionView) -> go.Figure:
         )
     )
     fig.update_xaxes(**_token_axis(view.units))
-    fig.update_yaxes(tickmode="array", tickvals=list(range(n)), ticktext=units, autorange="reversed")
+    fig.update_yaxes(tickmode="array", tickvals=list(range(n)), ticktext=[esc(_short(u, 16)) for u in view.units], autorange="reversed")
     return _layout(fig, "Attention flow (rollout over all layers): row draws on column", max(320, 16 * n + 130))
 
 
@@ -181,7 +184,3 @@ def attention_figures(view: AttentionView, focus: Optional[int] = None, predicte
         "bar": bar_figure(view, focus, predicted),
         "area": area_figure(view, focus),
     }
-
-
-def max_probs(probs: numpy.ndarray) -> List[float]:
-    return [float(p) for p in probs.max(axis=1)] if len(probs) else []
