@@ -84,7 +84,7 @@ def alignment_figure(
     fig.update_xaxes(**_token_axis(words), showgrid=False)
     fig.update_yaxes(showgrid=False)
     n_bad = n - sum(match)
-    return _layout(fig, f"{title}: {sum(match)} of {n} tokens agree, {n_bad} differ", 230)
+    return _layout(fig, f"{title}: {sum(match)} of {n} tokens agree, {n_bad} differ", 210)
 
 
 def saliency_figure(view: AttentionView) -> go.Figure:
@@ -151,7 +151,7 @@ def bar_figure(view: AttentionView, focus: Optional[int] = None, predicted: Opti
     fig.update_xaxes(**_token_axis(labels))
     fig.update_yaxes(title="% of attention", rangemode="tozero")
     who = "all words" if focus is None else f"token {focus}"
-    return _layout(fig, f"Token importance (rollout from {who}; grey: soft prompt, orange: predicted mention)", 300)
+    return _layout(fig, f"Importance from {who} (grey prompt, orange mention)", 300)
 
 
 def area_figure(view: AttentionView, focus: Optional[int] = None) -> go.Figure:
