@@ -23,7 +23,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS decisions (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     instance TEXT NOT NULL,
-    position INTEGER NOT NULL,
+    position INTEGER NOT NULL,  -- the instance's index in review order
     task TEXT NOT NULL,
     action TEXT NOT NULL CHECK (action IN ('ok', 'gold', 'expert', 'upload')),
     labels TEXT NOT NULL,
@@ -137,7 +137,7 @@ class FeedbackStore:
 
     def feedback(self, task: Optional[str] = None) -> List[Dict[str, Any]]:
         """The current decision per (instance, task), in review order."""
-        sql = "SELECT * FROM feedback" + (" WHERE task = ?" if task else "") + " ORDER BY position, task"
+        sql = "SELECT * FROM feedback" + (" WHERE task = ?" if task else "") + " ORDER BY position, id"
         with self._connect() as conn:
             return [_row(r) for r in conn.execute(sql, (task,) if task else ())]
 
