@@ -11,7 +11,7 @@ import json
 import secrets
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Iterable, Optional, Set
 
 import plotly.io as pio
 from flask import Flask, Response, abort, jsonify, redirect, render_template, request, send_file, url_for
@@ -51,11 +51,25 @@ def parse_labels_json(data: bytes) -> list:
     return value
 
 
-def create_app(session: ReviewSession) -> Flask:
+def local_hosts(port: int) -> Set[str]:
+    """Host headers a browser sends to a server bound to localhost."""
+    return {f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"}
+
+
+def create_app(session: ReviewSession, allowed_hosts: Optional[Iterable[str]] = None) -> Flask:
+    """The app over ``session``. ``allowed_hosts``: accepted ``Host`` headers
+    (``serve`` passes the local ones when bound to localhost, so a web page
+    cannot reach the app through DNS rebinding); None accepts any."""
     app = Flask(__name__, template_folder=str(HERE / "templates"), static_folder=str(HERE / "static"))
     app.config["MAX_CONTENT_LENGTH"] = MAX_UPLOAD
     app.config["CSRF_TOKEN"] = secrets.token_urlsafe(32)
     app.extensions["clinie_review"] = session
+    hosts = set(allowed_hosts) if allowed_hosts is not None else None
+
+    @app.before_request
+    def _host() -> None:
+        if hosts is not None and request.host not in hosts:
+            abort(400, "unexpected Host header")
 
     @app.after_request
     def _headers(resp: Response) -> Response:
@@ -194,4 +208,6 @@ def serve(session: ReviewSession, host: str = "127.0.0.1", port: int = 8000, thr
     """Serve the app with waitress (a production WSGI server, pure Python)."""
     from waitress import serve as waitress_serve
 
-    waitress_serve(create_app(session), host=host, port=port, threads=threads, ident="clinie-review")
+    local = host in ("127.0.0.1", "localhost", "::1")
+    app = create_app(session, allowed_hosts=local_hosts(port) if local else None)
+    waitress_serve(app, host=host, port=port, threads=threads, ident="clinie-review")

@@ -8,8 +8,9 @@ import spacy
 from spacy.tokens import Doc, Span
 
 from spacy_clinie.convert import load_docs
-from spacy_clinie.review.app import create_app, parse_labels_json
-from spacy_clinie.review.export import export_feedback, feedback_docs
+from spacy_clinie.cli import app as cli_app
+from spacy_clinie.review.app import create_app, local_hosts, parse_labels_json
+from spacy_clinie.review.export import export_feedback, feedback_doc, feedback_docs
 from spacy_clinie.review.instances import cut_points, make_instances
 from spacy_clinie.review.session import ReviewSession
 from spacy_clinie.review.store import FeedbackStore
@@ -115,6 +116,7 @@ def test_app_records_decisions_and_escapes(session, tmp_path):
         if session.store.latest(session.instances[i].key, task) is None:
             assert client.post(f"/item/{p}/decide", data={"action": "gold", "csrf": token}).status_code == 303
     assert client.get("/").headers["Location"].endswith("/done")
+    assert f"All {len(session)} items reviewed" in client.get("/done").data.decode()
     assert json.loads(client.get("/api/progress").data)["reviewed"] == len(session)
     data = json.loads(client.get("/export/feedback.json").data)
     assert len(data["instances"]) == len(session.instances) and len(data["history"]) == len(session)
@@ -126,3 +128,28 @@ def test_app_records_decisions_and_escapes(session, tmp_path):
     assert second._.source["review"]["concepts"]["action"] == "gold"
     assert client.get("/export/feedback.spacy").status_code == 200
     assert feedback_docs(session.store)[1] == 0
+
+
+def test_local_only_by_default(session):
+    from typer.testing import CliRunner
+
+    res = CliRunner().invoke(cli_app, ["review", "m", __file__, "--host", "0.0.0.0"])
+    assert res.exit_code == 2 and "refusing to bind 0.0.0.0" in res.output
+    client = create_app(session, allowed_hosts=local_hosts(8000)).test_client()
+    assert client.get("/api/progress", headers={"Host": "127.0.0.1:8000"}).status_code == 200
+    assert client.get("/api/progress", headers={"Host": "evil.example:8000"}).status_code == 400
+
+
+def test_relations_feedback_marks_related_mentions():
+    vocab = make_blank().vocab
+    row = dict(instance="0/D#0-4", position=0, words=["rash", "with", "drug", "X"], spaces=[True, True, True, False],
+               reviewer=None, created=0.0, action="expert")
+    rows = {
+        "concepts": dict(row, labels=["B-ADR", "O", "B-Drug", "I-Drug"]),
+        "aux": dict(row, labels=["B-ADR_rel", "O", "B-Drug_no_rel", "I-Drug_no_rel"]),
+    }
+    doc = feedback_doc(vocab, rows, "relations")
+    assert [(s.text, s.label_) for s in doc.spans["mentions"]] == [("rash", "ADR"), ("drug X", "Drug")]
+    assert doc._.relations == [{"id": "R1", "label": "reviewed_rel", "head": "M1", "tail": "M1"}]
+    kinds = feedback_doc(vocab, {"concepts": rows["concepts"], "aux": dict(row, labels=["B-human", "O", "O", "O"])}, "kind")
+    assert [s._.kind for s in kinds.spans["mentions"]] == ["human", None]
