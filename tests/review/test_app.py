@@ -153,3 +153,21 @@ def test_relations_feedback_marks_related_mentions():
     assert doc._.relations == [{"id": "R1", "label": "reviewed_rel", "head": "M1", "tail": "M1"}]
     kinds = feedback_doc(vocab, {"concepts": rows["concepts"], "aux": dict(row, labels=["B-human", "O", "O", "O"])}, "kind")
     assert [s._.kind for s in kinds.spans["mentions"]] == ["human", None]
+
+
+def test_attention_views_are_distributions(session):
+    import numpy
+
+    view = session.attention(0, "concepts")
+    words = session.instances[0].words
+    assert [u for u, k in zip(view.units, view.kinds) if k == "word"] == words
+    assert view.kinds[0] == "cls" and view.kinds[-1] == "sep" and "prompt" in view.kinds
+    assert numpy.allclose(view.layers.sum(axis=2), 1.0, atol=1e-4)
+    assert numpy.allclose(view.rollout.sum(axis=1), 1.0, atol=1e-4)
+    assert numpy.allclose(view.saliency.sum(axis=1), 1.0)
+    for focus in (None, 2):
+        imp = view.importance(focus)
+        assert abs(imp.sum() - 100.0) < 1e-6 and imp[0] == imp[-1] == 0.0
+    assert not numpy.allclose(view.importance(None), view.importance(2))
+    html = create_app(session).test_client().get("/item/0?focus=2").data.decode()
+    assert "Importance from token 2" in html and '<option value="2" selected>' in html
