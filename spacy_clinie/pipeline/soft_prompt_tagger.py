@@ -195,7 +195,9 @@ class SoftPromptTagger(TrainablePipe):
 
     # ------------------------------------------------------------ training
 
-    def _gold(self, eg: Example) -> Dict[str, List[int]]:
+    def gold_tags(self, eg: Example) -> Dict[str, List[int]]:
+        """Gold tag indices per task for the predicted tokens of ``eg``: what
+        training sees (also used by the review app)."""
         key = self.cfg["spans_key"]
         ref = eg.reference
         spans = list(ref.spans.get(key, []))
@@ -231,7 +233,7 @@ class SoftPromptTagger(TrainablePipe):
         if not any(len(eg.predicted) for eg in examples):
             return losses
         docs = [eg.predicted for eg in examples]
-        gold = [self._gold(eg) for eg in examples]
+        gold = [self.gold_tags(eg) for eg in examples]
         out, backprop = self.model.begin_update((docs, gold))
         backprop(None)
         if sgd is not None:
@@ -242,7 +244,7 @@ class SoftPromptTagger(TrainablePipe):
     def get_loss(self, examples: Iterable[Example], scores: Any) -> Tuple[float, Any]:
         """Loss of the current model on ``examples`` (no update)."""
         examples = list(examples)
-        out = self.model.predict(([eg.predicted for eg in examples], [self._gold(eg) for eg in examples]))
+        out = self.model.predict(([eg.predicted for eg in examples], [self.gold_tags(eg) for eg in examples]))
         return out.loss or 0.0, None
 
     # ------------------------------------------------------------ inference

@@ -139,7 +139,7 @@ class ReviewSession:
             tags[task] = [self.tag_names[task][k] for k in idx]
             probs[task] = [float(p[i, k]) for i, k in enumerate(idx)] if len(p) else []
         # gold exactly as the tagger's training sees it (BIO, overlaps resolved)
-        gold_idx = self.pipe._gold(Example(self._blank(inst), inst.doc))
+        gold_idx = self.pipe.gold_tags(Example(self._blank(inst), inst.doc))
         gold = {t: [self.tag_names[t][k] for k in gold_idx[t]] for t in self.tasks}
         result = (Prediction(tags, probs), gold)
         self._cache[index] = result
