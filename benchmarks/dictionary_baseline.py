@@ -13,13 +13,32 @@ definitions.
 import argparse
 import json
 import time
+from typing import Iterable, List, Set
 
-from spacy.tokens import DocBin
+from spacy.tokens import Doc, DocBin
 
 from spacy_clinie.convert import load_docs
 from spacy_clinie.extensions import MENTIONS_KEY
 from spacy_clinie.readers.tac_onsides import ADR_LABEL, project_strings
 from spacy_clinie.scoring import evaluate_docs, format_table
+
+
+def train_strings(docs: Iterable[Doc]) -> Set[str]:
+    """The lowercased contiguous ADR strings annotated in ``docs``."""
+    return {r["str"].lower() for d in docs for r in d._.reactions or [] if r.get("start") is not None}
+
+
+def dictionary_predictions(gold: Iterable[Doc], strings: Set[str]) -> List[Doc]:
+    """Copies of ``gold`` whose mentions are every occurrence of ``strings``."""
+    preds = []
+    for g in gold:
+        doc = g.copy()
+        doc._.mention_attrs, doc._.reactions, doc._.relations = {}, None, []
+        found = project_strings(doc.text, list(strings))
+        spans = [doc.char_span(a, b, label=ADR_LABEL, alignment_mode="expand", span_id=f"M{i + 1}") for i, (a, b, _) in enumerate(found)]
+        doc.spans[MENTIONS_KEY] = [s for s in spans if s is not None]
+        preds.append(doc)
+    return preds
 
 
 def main() -> None:
@@ -28,19 +47,10 @@ def main() -> None:
     parser.add_argument("train", nargs="+")
     parser.add_argument("--output", help="write the predictions here (.spacy)")
     args = parser.parse_args()
-    strings = set()
-    for path in args.train:
-        for doc in load_docs(path):
-            strings.update(r["str"].lower() for r in doc._.reactions if r.get("start") is not None)
+    strings = train_strings(d for path in args.train for d in load_docs(path))
     gold = load_docs(args.test)
     start = time.perf_counter()
-    preds = []
-    for g in gold:
-        doc = g.copy()
-        doc._.mention_attrs, doc._.reactions, doc._.relations = {}, None, []
-        spans = [doc.char_span(a, b, label=ADR_LABEL, alignment_mode="expand", span_id=f"M{i + 1}") for i, (a, b, _) in enumerate(project_strings(doc.text, list(strings)))]
-        doc.spans[MENTIONS_KEY] = [s for s in spans if s is not None]
-        preds.append(doc)
+    preds = dictionary_predictions(gold, strings)
     elapsed = time.perf_counter() - start
     words = sum(len(d) for d in gold)
     scores = evaluate_docs(gold, preds, levels=("mention_strict", "mention_relaxed", "reaction"))

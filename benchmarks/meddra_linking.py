@@ -20,16 +20,17 @@ accuracy on them as they are. Scores:
 import argparse
 import platform
 import time
-from typing import Dict, List
+from typing import Dict
 
 import srsly
 
 from spacy_clinie.convert import load_docs
-from spacy_clinie.extensions import MENTIONS_KEY, get_mentions
+from spacy_clinie.extensions import get_mentions
 from spacy_clinie.kb.meddra import terms_from_docs
-from spacy_clinie.readers.tac_onsides import ADR_LABEL, project_strings
 from spacy_clinie.scoring_meddra import evaluate_meddra, format_meddra_table, meddra_accuracy, mention_pairs, seen_pt_ids
 from spacy_clinie.tokenizer import make_blank
+
+from dictionary_baseline import dictionary_predictions, train_strings  # benchmarks/ is on sys.path when run as a script
 
 
 def strip_codes(docs):
@@ -106,14 +107,7 @@ def main() -> None:
     results["linker_reactions"] = reaction_accuracy(gold, lambda xs: [[c.pt_id for c in cs] for cs in linker.link_texts(xs)], seen)
 
     # --- end to end with the dictionary tagger's mentions
-    strings = {r["str"].lower() for d in train_docs for r in d._.reactions or [] if r.get("start") is not None}
-    preds: List = []
-    for g in gold:
-        doc = g.copy()
-        doc._.mention_attrs, doc._.reactions, doc._.relations = {}, None, []
-        spans = [doc.char_span(a, b, label=ADR_LABEL, alignment_mode="expand", span_id=f"M{i + 1}") for i, (a, b, _) in enumerate(project_strings(doc.text, list(strings)))]
-        doc.spans[MENTIONS_KEY] = [s for s in spans if s is not None]
-        preds.append(doc)
+    preds = dictionary_predictions(gold, train_strings(train_docs))
     preds = list(linker.pipe(preds, batch_size=32))
     results["end_to_end_dictionary_tagger"] = evaluate_meddra(gold, preds, seen_pts=seen)
 
