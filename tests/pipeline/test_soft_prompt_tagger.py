@@ -170,3 +170,30 @@ def test_bio_helpers():
     idx = spans_to_bio(6, [(0, 2, "A"), (1, 3, "B"), (4, 6, "B")], tags)
     assert [tags[i] for i in idx] == ["B-A", "I-A", "O", "O", "B-B", "I-B"]
     assert bio_to_spans(["B-A", "I-A", "I-B", "O", "I-A"]) == [(0, 2, "A"), (2, 3, "B"), (4, 5, "A")]
+
+
+def test_with_medspacy_context_through_pipe(trained, tmp_path):
+    """Tagger + medspaCy sectionizer/ConText in one pipeline: ConText reads the
+    tagger's mentions and its flags reach span._.attributes, DocBin and brat."""
+    import spacy
+    from spacy.tokens import DocBin
+
+    from spacy_clinie.pipeline.context import add_context_pipes
+    from spacy_clinie.readers import doc_to_brat
+
+    nlp, _ = trained
+    nlp.to_disk(tmp_path / "model")
+    nlp = spacy.load(tmp_path / "model")
+    add_context_pipes(nlp, sectionizer=True)
+    texts = ["Patients reported nausea after the first dose. There was no diarrhea.", TRAIN[2][0]]
+    piped = list(nlp.pipe(texts, batch_size=2))
+    called = [nlp(t) for t in texts]
+    assert [[(s.text, s._.attributes) for s in d.spans["mentions"]] for d in piped] == [
+        [(s.text, s._.attributes) for s in d.spans["mentions"]] for d in called
+    ]
+    flags = {s.text: s._.attributes for s in piped[0].spans["mentions"]}
+    assert flags["diarrhea"].get("is_negated") is True
+    assert not flags["nausea"].get("is_negated")
+    back = list(DocBin(docs=piped, store_user_data=True).get_docs(nlp.vocab))
+    assert {s.text: s._.attributes for s in back[0].spans["mentions"]} == flags
+    assert "is_negated" in doc_to_brat(piped[0])
