@@ -89,6 +89,13 @@ def _check_code(path: Path, n: int, row: Dict[str, str], column: str) -> str:
     return value
 
 
+def _check_flag(path: Path, n: int, row: Dict[str, str], column: str) -> bool:
+    value = row[column]
+    if value not in ("Y", "N"):
+        raise FormatError(Errors.E007.format(field=column, value=value, reason="expected Y or N"), path=path, record=f"line {n}")
+    return value == "Y"
+
+
 def _check_name(path: Path, n: int, row: Dict[str, str], column: str) -> str:
     value = row[column]
     if not value:
@@ -146,13 +153,7 @@ def read_meddra_ascii(path: Union[str, Path], *, noncurrent_llts: bool = True) -
             soc_code = _check_code(hier_file, n, row, "soc_code")
             if code not in pts:
                 raise FormatError(f"PT {code} is not in pt.asc", path=hier_file, record=f"line {n}")
-            if row["primary_soc_fg"] not in ("Y", "N"):
-                raise FormatError(
-                    Errors.E007.format(field="primary_soc_fg", value=row["primary_soc_fg"], reason="expected Y or N"),
-                    path=hier_file,
-                    record=f"line {n}",
-                )
-            if row["primary_soc_fg"] == "Y" or (code not in soc and pt_soc_code.get(code) == soc_code):
+            if _check_flag(hier_file, n, row, "primary_soc_fg") or (code not in soc and pt_soc_code.get(code) == soc_code):
                 soc[code] = (soc_code, _check_name(hier_file, n, row, "soc_name"))
     terms: List[Term] = []
     llt_file = path / "llt.asc"
@@ -165,13 +166,7 @@ def read_meddra_ascii(path: Union[str, Path], *, noncurrent_llts: bool = True) -
         pt_code = _check_code(llt_file, n, row, "pt_code")
         if pt_code not in pts:
             raise FormatError(f"LLT {code} points at PT {pt_code}, which is not in pt.asc", path=llt_file, record=f"line {n}")
-        if row["llt_currency"] not in ("Y", "N"):
-            raise FormatError(
-                Errors.E007.format(field="llt_currency", value=row["llt_currency"], reason="expected Y or N"),
-                path=llt_file,
-                record=f"line {n}",
-            )
-        current = row["llt_currency"] == "Y"
+        current = _check_flag(llt_file, n, row, "llt_currency")
         if not current and not noncurrent_llts:
             continue
         name = _check_name(llt_file, n, row, "llt_name")
