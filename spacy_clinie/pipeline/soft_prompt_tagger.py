@@ -11,7 +11,10 @@ Task ``aux`` (optional), on the same encoder:
 - ``none``: concepts only.
 Predicted mentions go to ``doc.spans[spans_key]`` with ids, a confidence
 (``span._.attributes["confidence"]``) and, for ``kind``, ``span._.kind``.
+Behind a ``clinie_sentence_filter`` (``doc.spans[sentences_key]``), only the
+kept sentences are encoded and tagged.
 """
+from dataclasses import replace
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy
@@ -23,6 +26,7 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer
 
 from ..extensions import MENTIONS_KEY, register_extensions, set_mention_attrs
+from ..sentences import SENTENCES_KEY, kept_token_indices
 
 AUX_TASKS = ("relations", "kind", "none")
 
@@ -56,6 +60,7 @@ DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
         "spans_key": MENTIONS_KEY,
         "aux_task": "kind",
         "overwrite": True,
+        "sentences_key": SENTENCES_KEY,
         "scorer": {"@scorers": "clinie.mention_scorer.v1", "spans_key": MENTIONS_KEY},
     },
     default_score_weights={f"{MENTIONS_KEY}_f": 1.0, f"{MENTIONS_KEY}_p": 0.0, f"{MENTIONS_KEY}_r": 0.0, f"{MENTIONS_KEY}_relaxed_f": 0.0},
@@ -67,9 +72,10 @@ def make_soft_prompt_tagger(
     spans_key: str,
     aux_task: str,
     overwrite: bool,
+    sentences_key: Optional[str],
     scorer: Optional[Callable],
 ) -> "SoftPromptTagger":
-    return SoftPromptTagger(nlp.vocab, model, name, spans_key=spans_key, aux_task=aux_task, overwrite=overwrite, scorer=scorer)
+    return SoftPromptTagger(nlp.vocab, model, name, spans_key=spans_key, aux_task=aux_task, overwrite=overwrite, sentences_key=sentences_key, scorer=scorer)
 
 
 def bio_tags(labels: List[str]) -> List[str]:
@@ -114,6 +120,7 @@ class SoftPromptTagger(TrainablePipe):
         spans_key: str = MENTIONS_KEY,
         aux_task: str = "kind",
         overwrite: bool = True,
+        sentences_key: Optional[str] = SENTENCES_KEY,
         scorer: Optional[Callable] = None,
     ) -> None:
         if aux_task not in AUX_TASKS:
@@ -129,6 +136,7 @@ class SoftPromptTagger(TrainablePipe):
             "spans_key": spans_key,
             "aux_task": aux_task,
             "overwrite": overwrite,
+            "sentences_key": sentences_key,
         }
 
     # ------------------------------------------------------------ labels
@@ -250,8 +258,16 @@ class SoftPromptTagger(TrainablePipe):
     # ------------------------------------------------------------ inference
 
     def predict(self, docs: Iterable[Doc]):
+        """Tag predictions; a doc with ``doc.spans[sentences_key]`` (from
+        ``clinie_sentence_filter``) is encoded on the kept sentences' tokens
+        only (concatenated in order), the other tokens get ``O``."""
         docs = list(docs)
-        return self.model.predict((docs, None))
+        key = self.cfg.get("sentences_key")
+        index = [kept_token_indices(doc, key) for doc in docs]
+        if all(idx is None for idx in index):
+            return self.model.predict((docs, None))
+        views = [doc if idx is None else [doc[i] for i in idx] for doc, idx in zip(docs, index)]
+        return _scatter(self.model.predict((views, None)), docs, index, self.tag_names)
 
     def set_annotations(self, docs: Iterable[Doc], output: Any) -> None:
         key = self.cfg["spans_key"]
@@ -281,6 +297,29 @@ class SoftPromptTagger(TrainablePipe):
         """Per-doc (n_tokens, n_tags) tag probabilities (CRF marginals or softmax),
         for confidence and entropy sampling."""
         return [p[task] for p in output.probs]
+
+
+def _scatter(output: Any, docs: List[Doc], index: List[Optional[List[int]]], tag_names: Dict[str, List[str]]) -> Any:
+    """Predictions on kept tokens back onto whole docs: tokens that were not
+    encoded are ``O`` with probability 1."""
+    tags, probs = [], []
+    for doc, idx, t, p in zip(docs, index, output.tags, output.probs):
+        if idx is None:
+            tags.append(t)
+            probs.append(p)
+            continue
+        full_t, full_p = {}, {}
+        for task, names in tag_names.items():
+            o = names.index("O")
+            full_t[task] = [o] * len(doc)
+            full_p[task] = numpy.zeros((len(doc), len(names)), dtype="float32")
+            full_p[task][:, o] = 1.0
+            for j, i in enumerate(idx):
+                full_t[task][i] = t[task][j]
+                full_p[task][i] = p[task][j]
+        tags.append(full_t)
+        probs.append(full_p)
+    return replace(output, tags=tags, probs=probs)
 
 
 def _fill_whitespace(doc: Doc, tags: List[str]) -> List[str]:

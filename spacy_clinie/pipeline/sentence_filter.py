@@ -1,0 +1,256 @@
+"""``clinie_sentence_filter``: seed 003's sentence filter in front of a
+tagger.
+
+The filter cuts each doc into sentence units (``spacy_clinie.sentences``:
+sentences, also split at line breaks), classifies every unit with an
+embedded sentence classifier (any pipeline that sets ``doc.cats``, e.g.
+``configs/sentence_filter_cpu.cfg``'s textcat on MiniLM, or a
+``clinie_ensemble`` of such classifiers) and writes the units whose
+``cats[positive_label] >= threshold`` to ``doc.spans[sentences_key]``
+(label = ``positive_label``). The group's ``attrs`` keep every unit's score
+(``{"units": [[start, end, score], ...], "threshold": t}``), so the
+decision can be analysed or redone with another threshold.
+
+How the encoder work is skipped: ``clinie_soft_prompt_tagger`` and
+``clinie_ensemble`` look for ``doc.spans[sentences_key]`` (their own
+``sentences_key`` setting, default ``ade_sentences``). When it is there they
+run their encoder only on the tokens of the kept units (concatenated in
+order, so the encoder still fills whole windows), and tokens of rejected
+units are tagged ``O`` without being encoded. A doc without the group (no
+filter) is tagged whole; a doc whose group is empty gets no mentions.
+
+The classifier pipeline is loaded at ``initialize`` from ``classifier`` (a
+path) and saved inside the filter (``<pipe>/classifier/``), so ``spacy.load``
+of the whole pipeline needs neither the original path nor an import.
+"""
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+
+import srsly
+from spacy.language import Language
+from spacy.pipeline import Pipe
+from spacy.tokens import Doc, Span, SpanGroup
+from spacy.training import Example
+from spacy.util import minibatch, registry
+from spacy.vocab import Vocab
+
+from ..extensions import MENTIONS_KEY
+from ..sentences import SENTENCES_KEY, sentence_units, unit_doc, unit_has_span
+
+Unit = Tuple[int, int]
+
+
+@Language.factory(
+    "clinie_sentence_filter",
+    assigns=["doc.spans"],
+    default_config={
+        "classifier": None,
+        "positive_label": "ADE",
+        "threshold": 0.5,
+        "sentences_key": SENTENCES_KEY,
+        "split_newlines": True,
+        "max_tokens": 0,
+        "batch_size": 64,
+        "scorer": {"@scorers": "clinie.sentence_filter_scorer.v1", "gold_key": MENTIONS_KEY},
+    },
+    default_score_weights={"sentences_f": 1.0, "sentences_p": 0.0, "sentences_r": 0.0, "sentences_mention_recall": 0.0, "sentences_kept_tokens": None},
+)
+def make_sentence_filter(
+    nlp: Language,
+    name: str,
+    classifier: Optional[str],
+    positive_label: str,
+    threshold: float,
+    sentences_key: str,
+    split_newlines: bool,
+    max_tokens: int,
+    batch_size: int,
+    scorer: Optional[Callable],
+) -> "SentenceFilter":
+    """classifier: path of a pipeline that sets doc.cats (loaded at initialize).
+    positive_label / threshold: a unit is kept when cats[positive_label] >= threshold.
+    sentences_key: span group for the kept units (what the tagger reads).
+    split_newlines / max_tokens: unit segmentation (see spacy_clinie.sentences)."""
+    return SentenceFilter(
+        nlp.vocab,
+        name,
+        classifier=classifier,
+        positive_label=positive_label,
+        threshold=threshold,
+        sentences_key=sentences_key,
+        split_newlines=split_newlines,
+        max_tokens=max_tokens,
+        batch_size=batch_size,
+        scorer=scorer,
+    )
+
+
+def score_sentence_filter(
+    examples: Iterable[Example], *, sentences_key: str = SENTENCES_KEY, gold_key: str = MENTIONS_KEY, **_: Any
+) -> Dict[str, Any]:
+    """Unit-level P/R/F1 of the kept units against the units that hold a gold
+    mention (``gold_key``), the share of gold mentions wholly inside kept
+    units (the recall ceiling the filter leaves the tagger) and the share of
+    tokens kept (what the tagger still encodes)."""
+    tp = n_pred = n_gold = 0
+    mentions = mentions_kept = 0
+    tokens = tokens_kept = 0
+    for eg in examples:
+        pred = eg.predicted
+        if sentences_key not in pred.spans:
+            continue
+        kept = [(s.start, s.end) for s in pred.spans[sentences_key]]
+        units = [(u[0], u[1]) for u in pred.spans[sentences_key].attrs.get("units", [])] or kept
+        gold = eg.get_aligned_spans_y2x(list(eg.reference.spans.get(gold_key, [])), allow_overlap=True)
+        kept_set = set(kept)
+        for u in units:
+            positive = unit_has_span(u, gold)
+            n_gold += positive
+            n_pred += u in kept_set
+            tp += positive and u in kept_set
+        covered = set()
+        for s, e in kept:
+            covered.update(range(s, e))
+        for span in gold:
+            mentions += 1
+            mentions_kept += all(i in covered for i in range(span.start, span.end))
+        tokens += sum(1 for t in pred if not t.is_space)
+        tokens_kept += sum(1 for i in covered if not pred[i].is_space)
+    p = tp / n_pred if n_pred else 0.0
+    r = tp / n_gold if n_gold else 0.0
+    return {
+        "sentences_p": p,
+        "sentences_r": r,
+        "sentences_f": 2 * p * r / (p + r) if p + r else 0.0,
+        "sentences_mention_recall": mentions_kept / mentions if mentions else 0.0,
+        "sentences_kept_tokens": tokens_kept / tokens if tokens else 0.0,
+    }
+
+
+@registry.scorers("clinie.sentence_filter_scorer.v1")
+def make_sentence_filter_scorer(gold_key: str = MENTIONS_KEY) -> Callable[..., Dict[str, Any]]:
+    def scorer(examples: Iterable[Example], **kwargs: Any) -> Dict[str, Any]:
+        kwargs.setdefault("gold_key", gold_key)
+        return score_sentence_filter(examples, **kwargs)
+
+    return scorer
+
+
+class SentenceFilter(Pipe):
+    def __init__(
+        self,
+        vocab: Vocab,
+        name: str = "clinie_sentence_filter",
+        *,
+        classifier: Optional[str] = None,
+        positive_label: str = "ADE",
+        threshold: float = 0.5,
+        sentences_key: str = SENTENCES_KEY,
+        split_newlines: bool = True,
+        max_tokens: int = 0,
+        batch_size: int = 64,
+        scorer: Optional[Callable] = score_sentence_filter,
+    ) -> None:
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"[{name}] threshold must be in [0, 1], got {threshold}")
+        self.vocab = vocab
+        self.name = name
+        self.scorer = scorer
+        self.classifier: Optional[Language] = None
+        self.cfg: Dict[str, Any] = {
+            "classifier_path": str(classifier) if classifier else None,
+            "positive_label": positive_label,
+            "threshold": threshold,
+            "sentences_key": sentences_key,
+            "split_newlines": split_newlines,
+            "max_tokens": max_tokens,
+            "batch_size": batch_size,
+        }
+
+    def initialize(
+        self,
+        get_examples: Optional[Callable[[], Iterable[Example]]] = None,
+        *,
+        nlp: Optional[Language] = None,
+        classifier: Optional[str] = None,
+    ) -> None:
+        """Load the classifier pipeline from ``classifier`` (default: the
+        config's path)."""
+        import spacy
+
+        path = classifier or self.cfg["classifier_path"]
+        if not path:
+            raise ValueError(f"[{self.name}] no classifier: set `classifier` to the path of a pipeline that sets doc.cats")
+        if not Path(path).exists():
+            raise ValueError(f"[{self.name}] classifier pipeline not found: {path}")
+        self.cfg["classifier_path"] = str(path)
+        self.set_classifier(spacy.load(path))
+
+    def set_classifier(self, nlp: Language) -> None:
+        """Use a loaded pipeline as the classifier; it must know the positive label."""
+        from .ensemble import _textcat_info
+
+        labels, _ = _textcat_info(nlp)
+        if labels and self.cfg["positive_label"] not in labels:
+            raise ValueError(f"[{self.name}] positive_label {self.cfg['positive_label']!r} is not a classifier label {labels}")
+        self.classifier = nlp
+
+    def units(self, doc: Doc) -> List[Unit]:
+        return sentence_units(doc, split_newlines=self.cfg["split_newlines"], max_tokens=self.cfg["max_tokens"])
+
+    def predict(self, docs: Iterable[Doc]) -> List[List[Tuple[Unit, float]]]:
+        """Per doc, its units with the classifier's positive-label score."""
+        if self.classifier is None:
+            raise ValueError(f"[{self.name}] no classifier loaded: call nlp.initialize() or load a saved pipeline")
+        docs = list(docs)
+        units = [self.units(doc) for doc in docs]
+        flat = (unit_doc(doc, s, e, self.classifier.vocab) for doc, us in zip(docs, units) for s, e in us)
+        label = self.cfg["positive_label"]
+        scores = [float(u.cats.get(label, 0.0)) for u in self.classifier.pipe(flat, batch_size=self.cfg["batch_size"])]
+        out, k = [], 0
+        for us in units:
+            out.append(list(zip(us, scores[k : k + len(us)])))
+            k += len(us)
+        return out
+
+    def __call__(self, doc: Doc) -> Doc:
+        self.set_annotations([doc], self.predict([doc]))
+        return doc
+
+    def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128) -> Iterator[Doc]:
+        for docs in minibatch(stream, size=batch_size):
+            self.set_annotations(docs, self.predict(docs))
+            yield from docs
+
+    def set_annotations(self, docs: Iterable[Doc], predictions: List[List[Tuple[Unit, float]]]) -> None:
+        key, label, t = self.cfg["sentences_key"], self.cfg["positive_label"], self.cfg["threshold"]
+        for doc, units in zip(docs, predictions):
+            kept = [Span(doc, s, e, label=label) for (s, e), score in units if score >= t]
+            group = SpanGroup(doc, name=key, spans=kept, attrs={"threshold": t, "units": [[s, e, round(score, 4)] for (s, e), score in units]})
+            doc.spans[key] = group
+
+    def score(self, examples: Iterable[Example], **kwargs: Any) -> Dict[str, Any]:
+        if self.scorer is None:
+            return {}
+        return self.scorer(examples, sentences_key=self.cfg["sentences_key"], **kwargs)
+
+    # ------------------------------------------------------------ serialisation
+
+    def to_disk(self, path, *, exclude: Iterable[str] = ()) -> None:
+        path = Path(path)
+        shutil.rmtree(path / "classifier", ignore_errors=True)
+        path.mkdir(parents=True, exist_ok=True)
+        srsly.write_json(path / "cfg", self.cfg)
+        if self.classifier is not None:
+            self.classifier.to_disk(path / "classifier")
+
+    def from_disk(self, path, *, exclude: Iterable[str] = ()) -> "SentenceFilter":
+        import spacy
+
+        path = Path(path)
+        saved = srsly.read_json(path / "cfg")
+        self.cfg["classifier_path"] = saved.get("classifier_path")
+        if (path / "classifier").exists():
+            self.set_classifier(spacy.load(path / "classifier"))
+        return self
