@@ -2,6 +2,7 @@
 from . import convert, evaluate, export, meddra  # noqa: F401  (commands register on import)
 from . import pipe  # noqa: F401
 from . import review  # noqa: F401
+from . import kfold  # noqa: F401
 from ._util import app
 
 __all__ = ["app"]
