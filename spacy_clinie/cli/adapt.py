@@ -1,0 +1,110 @@
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ._util import Arg, Opt, app
+
+DEFAULT_LLM_CONFIG = """
+[task]
+@llm_tasks = "clinie.ADECorrect.v1"
+
+[task.demos]
+@llm_misc = "clinie.DemoPool.v1"
+
+[task.demos.encoder]
+@misc = "clinie.SentenceEncoder.v1"
+
+[model]
+@llm_models = "clinie.LlamaCpp.v1"
+"""
+
+
+@app.command("adapt")
+def adapt_cli(
+    model: Path = Arg(..., help="The trained tagger pipeline to adapt (e.g. training/ade_cpu/model-best).", exists=True),
+    target: Path = Arg(..., help="Unlabelled target-site text: .spacy (annotations ignored), .jsonl with a 'text' field, or a folder of .txt files.", exists=True),
+    output: Path = Arg(..., help="Run folder: state.json and iter_N/model checkpoints. Re-running the same command resumes."),
+    llm_config: Optional[Path] = Opt(
+        None,
+        "--llm-config",
+        help="A .cfg whose \\[model] block is any spacy-llm model (e.g. clinie.OpenAICompatible.v1 with base_url) and optional \\[task] block sets clinie.ADECorrect.v1. Default: the local SmolLM2 GGUF.",
+        exists=True,
+    ),
+    gold: Optional[Path] = Opt(None, "--gold", help="Gold .spacy of the target texts (same order) to report F1 after each iteration.", exists=True),
+    k: int = Opt(64, "--k", help="Annotation budget: the K most uncertain sentence units."),
+    ratio: float = Opt(0.1, "--ratio", help="R: the lowest-entropy share of each class that seeds the demo pool."),
+    tau: float = Opt(0.05, "--tau", help="Per-token loss below which an LLM annotation counts as clean."),
+    n_iter: int = Opt(2, "--n-iter", help="Maximum SALA iterations."),
+    epochs: int = Opt(3, "--epochs", help="Fine-tuning epochs over the LLM annotations per iteration."),
+    learn_rate: float = Opt(2e-5, "--learn-rate", help="Adamax learning rate for fine-tuning."),
+    batch_size: int = Opt(8, "--batch-size", help="Units per fine-tuning step."),
+    rehearsal: float = Opt(1.0, "--rehearsal", help="Also fine-tune on this many x K of the most confident pseudo-labelled units, against forgetting (0: seed 001 as published)."),
+    max_docs: int = Opt(0, "--max-docs", help="Use only the first N target docs (0: all)."),
+    gpu_id: int = Opt(-1, "--gpu-id", "-g", help="GPU for the tagger; -1 for CPU."),
+    progress: bool = Opt(True, "--progress/--no-progress", help="Progress bars (stderr)."),
+) -> None:
+    """Adapt the tagger to a new site with a local LLM (seed 001's SALA).
+
+    The tagger pseudo-labels the target texts; its K most uncertain
+    sentences go to the LLM, which corrects the tagger's prediction with one
+    confident demonstration per class; the tagger is fine-tuned on the
+    corrections, and those it fits (loss < tau) become the next
+    demonstrations. Data never leaves the machine unless --llm-config points
+    at a remote server. A killed run resumes from OUTPUT/state.json.
+    """
+    import spacy
+    from spacy.tokens import DocBin
+    from spacy.util import registry
+    from thinc.api import Config
+    from tqdm import tqdm
+
+    from ..llm.adapt import SalaRun, load_target_texts
+
+    if gpu_id >= 0:
+        spacy.require_gpu(gpu_id)
+    cfg = Config().from_str(DEFAULT_LLM_CONFIG)
+    if llm_config is not None:
+        user = Config().from_disk(llm_config, interpolate=False)
+        if "model" not in user:
+            raise typer.BadParameter(f"{llm_config}: no [model] block", param_hint="--llm-config")
+        cfg["model"] = user["model"]
+        if "task" in user:
+            cfg["task"] = user["task"]
+    resolved = registry.resolve(cfg)
+    vocab_nlp = spacy.blank("en")
+    texts = load_target_texts(target, vocab_nlp)
+    gold_docs = None
+    if gold is not None:
+        gold_docs = list(DocBin().from_disk(gold).get_docs(vocab_nlp.vocab))
+    if max_docs:
+        texts = texts[:max_docs]
+        gold_docs = gold_docs[:max_docs] if gold_docs else None
+    if gold_docs is not None and [d.text for d in gold_docs] != texts:
+        raise typer.BadParameter(f"{gold}: its texts differ from {target} (same docs, same order needed)", param_hint="--gold")
+
+    def bar(desc: str, total: int):
+        return tqdm(total=total, desc=desc, unit="unit" if "LLM" in desc or "tuning" in desc else "doc", disable=not progress, leave=False)
+
+    run = SalaRun(
+        model,
+        texts,
+        output,
+        task=resolved["task"],
+        llm=resolved["model"],
+        k=k,
+        ratio=ratio,
+        tau=tau,
+        n_iter=n_iter,
+        epochs=epochs,
+        learn_rate=learn_rate,
+        batch_size=batch_size,
+        rehearsal=rehearsal,
+        gold=gold_docs,
+        progress=bar,
+        log=lambda m: typer.echo(m, err=True),
+    )
+    state = run.run()
+    for h in state["history"]:
+        typer.echo(f"iteration {h['iteration']}: {h.get('scores')}")
+    typer.echo(f"adapted model: {output / ('iter_%d' % state['finetuned']) / 'model' if state['finetuned'] else model}")

@@ -1,0 +1,326 @@
+"""Seed 001's correction task: the LLM sees the task description, one
+high-confidence demonstration per class and the small model's prediction on
+a low-confidence sentence, and returns the corrected entity list.
+
+One prompt per uncertain unit (sentence), so a doc yields zero to n prompts;
+spacy-llm's sharding interface carries them as ``(prompts, [doc])``. Units
+are re-derived when responses come back (selection is a pure function of the
+doc), and each answer replaces the small model's spans inside its unit.
+Answers that cannot be read keep the small model's spans and are counted in
+``doc._.llm_corrections``; nothing here raises on model output.
+"""
+import json
+from importlib.resources import files
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import jinja2
+import jinja2.sandbox
+import srsly
+from spacy import util
+from spacy.tokens import Doc, Span
+
+from ....scoring import score_mentions
+from ....extensions import register_extensions, set_mention_attrs
+from ...confidence import label_confidences, unit_entropy, units
+from ...demos import DemoPool
+from ...parser import parse_index_lines, parse_json_entities
+from ...resolver import LabelResolver, index_spans, locate_entities
+from ...types import Prompt, Response
+
+OUTPUT_FORMATS = ("json", "index")
+STAT_KEYS = ("units", "prompted", "parsed", "unparseable", "changed", "dropped_entities")
+
+
+def read_template(name: str) -> str:
+    """A template shipped in ``spacy_clinie/llm/templates`` by name, or a
+    path to the user's own Jinja file."""
+    if Path(name).suffix == ".jinja" and Path(name).exists():
+        return Path(name).read_text(encoding="utf8")
+    return files("spacy_clinie.llm").joinpath("templates", name).read_text(encoding="utf8")
+
+
+class ADECorrectTask:
+    def __init__(
+        self,
+        *,
+        labels: Sequence[str],
+        description: str,
+        label_definitions: Dict[str, str],
+        template: str,
+        system_template: str,
+        output_format: str,
+        spans_key: str,
+        entropy_threshold: float,
+        max_unit_tokens: int,
+        max_units_per_doc: int,
+        demos: DemoPool,
+        label_synonyms: Dict[str, List[str]],
+        constrain: bool,
+        max_ngram: int,
+        max_candidates: int,
+    ) -> None:
+        if output_format not in OUTPUT_FORMATS:
+            raise ValueError(f"output_format must be one of {OUTPUT_FORMATS}, got {output_format!r}")
+        if not labels:
+            raise ValueError("clinie.ADECorrect needs at least one label")
+        register_extensions()
+        self._labels = list(labels)
+        self.description = description
+        self.label_definitions = dict(label_definitions)
+        self.template_name = template
+        self.system_template = system_template
+        self.output_format = output_format
+        self.spans_key = spans_key
+        self.entropy_threshold = entropy_threshold
+        self.max_unit_tokens = max_unit_tokens
+        self.max_units_per_doc = max_units_per_doc
+        self.demos = demos
+        self.label_synonyms = {k: list(v) for k, v in label_synonyms.items()}
+        self.constrain = constrain
+        self.max_ngram = max_ngram
+        self.max_candidates = max_candidates
+        env = jinja2.sandbox.SandboxedEnvironment(keep_trailing_newline=False)
+        self._template = env.from_string(read_template(template))
+        self._system = env.from_string(read_template(system_template)).render().strip()
+        self.resolver = LabelResolver(self._labels, self.label_synonyms)
+        self.totals: Dict[str, int] = dict.fromkeys(STAT_KEYS, 0)
+
+    # ------------------------------------------------------------ labels
+
+    @property
+    def labels(self) -> Tuple[str, ...]:
+        return tuple(self._labels)
+
+    def add_label(self, label: str, label_definition: Optional[str] = None) -> int:
+        if label in self._labels:
+            return 0
+        self._labels.append(label)
+        if label_definition:
+            self.label_definitions[label] = label_definition
+        self.resolver = LabelResolver(self._labels, self.label_synonyms)
+        return 1
+
+    def clear(self) -> None:
+        self._labels = []
+
+    # ------------------------------------------------------------ selection
+
+    def select(self, doc: Doc) -> List[Tuple[int, int, float]]:
+        """Units whose mean tag entropy exceeds the threshold, most uncertain
+        first up to ``max_units_per_doc`` (0: no cap), returned in text order."""
+        scored = [(s, e, unit_entropy(doc, s, e)) for s, e in units(doc, self.max_unit_tokens)]
+        chosen = [u for u in scored if u[2] > self.entropy_threshold]
+        if self.max_units_per_doc > 0:
+            chosen = sorted(chosen, key=lambda u: -u[2])[: self.max_units_per_doc]
+        return sorted(chosen)
+
+    def unit_spans(self, doc: Doc, start: int, end: int) -> List[Span]:
+        spans = doc.spans[self.spans_key] if self.spans_key in doc.spans else []
+        return sorted((s for s in spans if s.start >= start and s.end <= end), key=lambda s: (s.start, s.end))
+
+    # ------------------------------------------------------------ prompts
+
+    def _json_answer(self, entities: Sequence[Tuple[str, str]]) -> str:
+        return "\n".join(json.dumps({t: lab}, ensure_ascii=False) for t, lab in entities) or "{}"
+
+    def _index_tokens(self, doc: Doc, start: int, end: int) -> Tuple[List[int], str]:
+        words = [i for i in range(start, end) if not doc[i].is_space]
+        return words, "\n".join(f"{n}: {doc[i].text}" for n, i in enumerate(words))
+
+    def _index_answer(self, words: List[int], spans: Iterable[Tuple[int, int, str]], doc: Doc) -> str:
+        pos = {t: n for n, t in enumerate(words)}
+        lines = [f"{pos[i]} : {doc[i].text} : {lab}" for s, e, lab in spans for i in range(s, e) if i in pos]
+        return "\n".join(lines) or "None"
+
+    def candidates(self, doc: Doc, start: int, end: int) -> List[str]:
+        """Strings the answer may name under constrained decoding: the unit's
+        word n-grams (no punctuation at either end) and the small model's
+        spans, in text order; fewer n-gram lengths when over the cap."""
+        fixed = [s.text for s in self.unit_spans(doc, start, end)]
+        for n_max in range(self.max_ngram, 0, -1):
+            seen: Dict[str, int] = {}
+            for i in range(start, end):
+                if doc[i].is_punct or doc[i].is_space:
+                    continue
+                for j in range(i + 1, min(end, i + n_max) + 1):
+                    last = doc[j - 1]
+                    if last.is_space or (j - 1 > i and "\n" in doc[j - 2].whitespace_):
+                        break  # n-grams do not cross line breaks
+                    if not last.is_punct:
+                        seen.setdefault(doc[i:j].text, i)
+            for text in fixed:
+                seen.setdefault(text, doc.text.find(text))
+            if len(seen) <= self.max_candidates or n_max == 1:
+                return sorted(seen, key=lambda t: seen[t])[: max(self.max_candidates, len(fixed))]
+        return fixed
+
+    def json_schema(self, doc: Doc, start: int, end: int) -> Dict[str, Any]:
+        """One object, keys limited to the unit's candidate strings, values
+        to the labels: a tiny model can only name text that is there."""
+        return {
+            "type": "object",
+            "properties": {c: {"enum": list(self._labels)} for c in self.candidates(doc, start, end)},
+            "additionalProperties": False,
+        }
+
+    def index_grammar(self, n_words: int) -> str:
+        """GBNF for ``<Index> : <token> : <Label>`` lines (llama.cpp grammars)."""
+        labels = " | ".join(json.dumps(lab) for lab in self._labels)
+        idx = " | ".join(json.dumps(str(i)) for i in range(n_words)) or '"0"'
+        return f'root ::= "None" | line+\nline ::= idx " : " [^\\n:]+ " : " label "\\n"\nidx ::= {idx}\nlabel ::= {labels}\n'
+
+    def render(self, doc: Doc, start: int, end: int) -> Prompt:
+        text = doc[start:end].text.strip()
+        demos = self.demos.retrieve(text, self._labels) if len(self.demos) else []
+        base = [(s.text, s.label_) for s in self.unit_spans(doc, start, end)]
+        has_base = bool(doc._.tag_entropy) or self.spans_key in doc.spans
+        ctx: Dict[str, Any] = {
+            "labels": self._labels,
+            "description": self.description,
+            "label_definitions": self.label_definitions,
+            "text": text,
+        }
+        schema = grammar = None
+        if self.output_format == "json":
+            ctx["examples"] = [{"text": d["text"], "answer": self._json_answer(d["entities"])} for d in demos]
+            ctx["base_answer"] = self._json_answer(base) if has_base else None
+            schema = self.json_schema(doc, start, end) if self.constrain else None
+        else:
+            words, listing = self._index_tokens(doc, start, end)
+            ctx["tokens"] = listing
+            ctx["examples"] = [{"tokens": self._demo_tokens(d), "answer": self._demo_index_answer(d)} for d in demos]
+            spans = [(s.start, s.end, s.label_) for s in self.unit_spans(doc, start, end)]
+            ctx["base_answer"] = self._index_answer(words, spans, doc) if has_base else None
+            grammar = self.index_grammar(len(words)) if self.constrain else None
+        return Prompt(self._template.render(**ctx).strip() + "\n", system=self._system, json_schema=schema, grammar=grammar)
+
+    def _demo_tokens(self, demo: Dict[str, Any]) -> str:
+        return "\n".join(f"{n}: {w}" for n, w in enumerate(demo["text"].split()))
+
+    def _demo_index_answer(self, demo: Dict[str, Any]) -> str:
+        words = demo["text"].split()
+        lines, cursor = [], 0
+        for ent, lab in demo["entities"]:
+            toks = ent.split()
+            for i in range(cursor, len(words) - len(toks) + 1):
+                if [w.strip(".,;:()") for w in words[i : i + len(toks)]] == [t.strip(".,;:()") for t in toks]:
+                    lines += [f"{i + k} : {words[i + k]} : {lab}" for k in range(len(toks))]
+                    cursor = i + len(toks)
+                    break
+        return "\n".join(lines) or "None"
+
+    def generate_prompts(self, docs: Iterable[Doc], context_length: Optional[int] = None) -> Iterable[Tuple[Iterable[Prompt], Iterable[Doc]]]:
+        for doc in docs:
+            yield [self.render(doc, s, e) for s, e, _ in self.select(doc)], [doc]
+
+    # ------------------------------------------------------------ responses
+
+    def parse_responses(self, shards: Iterable[Iterable[Doc]], responses: Iterable[Iterable[Union[str, Response]]]) -> Iterable[Doc]:
+        for doc_shards, doc_responses in zip(shards, responses):
+            doc = list(doc_shards)[0]
+            self.apply(doc, self.select(doc), list(doc_responses))
+            yield doc
+
+    def read_answer(self, doc: Doc, start: int, end: int, response: Union[str, Response]) -> Tuple[Optional[List[Tuple[int, int, str]]], List[Optional[float]], int]:
+        """(token spans or None when unreadable, LLM label confidences,
+        entities dropped by the resolver)."""
+        tokens = getattr(response, "tokens", None)
+        if self.output_format == "json":
+            pairs = parse_json_entities(response)
+            if pairs is None:
+                return None, [], 0
+            resolved = [(t, self.resolver(lab)) for t, lab in pairs]
+            kept = [(t, lab) for t, lab in resolved if lab is not None]
+            confs = label_confidences(tokens, str(response), self._labels, [lab for t, lab in pairs if self.resolver(lab)])
+            spans, missing = locate_entities(doc, start, end, kept)
+            return spans, confs, (len(pairs) - len(kept)) + missing
+        lines = parse_index_lines(response)
+        if lines is None:
+            return None, [], 0
+        spans, dropped = index_spans(doc, start, end, lines, self.resolver)
+        return spans, [None] * len(spans), dropped
+
+    def apply(self, doc: Doc, selected: Sequence[Tuple[int, int, float]], responses: Sequence[Union[str, Response]]) -> None:
+        stats = dict.fromkeys(STAT_KEYS, 0)
+        stats["units"] = len(units(doc, self.max_unit_tokens))
+        stats["prompted"] = len(selected)
+        current = list(doc.spans[self.spans_key]) if self.spans_key in doc.spans else []
+        n_new = 0
+        for (start, end, entropy), response in zip(selected, responses):
+            try:
+                spans, confs, dropped = self.read_answer(doc, start, end, response)
+            except Exception:  # model output must never break the pipeline
+                spans, confs, dropped = None, [], 0
+            stats["dropped_entities"] += dropped
+            if spans is None:
+                stats["unparseable"] += 1
+                continue
+            stats["parsed"] += 1
+            old = [s for s in current if s.start >= start and s.end <= end]
+            old_keys = {(s.start, s.end, s.label_): s for s in old}
+            new_spans = []
+            for k, (s, e, lab) in enumerate(dict.fromkeys(spans)):
+                prev = old_keys.get((s, e, lab))
+                if prev is not None:  # the LLM confirmed the small model's span
+                    new_spans.append(prev)
+                    continue
+                n_new += 1
+                span = Span(doc, s, e, label=lab, span_id=f"L{n_new}")
+                conf = confs[k] if k < len(confs) else None
+                set_mention_attrs(doc, span.id_, attributes={"source": "llm", "unit_entropy": round(entropy, 4), **({"llm_confidence": conf} if conf is not None else {})})
+                new_spans.append(span)
+            if {(s.start, s.end, s.label_) for s in new_spans} != set(old_keys):
+                stats["changed"] += 1
+            current = [s for s in current if s not in old] + new_spans
+        if stats["prompted"]:
+            current.sort(key=lambda s: (s.start, s.end))
+            doc.spans[self.spans_key] = current
+        doc._.llm_corrections = stats
+        for k, v in stats.items():
+            self.totals[k] += v
+
+    # ------------------------------------------------------------ scoring, io
+
+    def scorer(self, examples: Iterable[Any]) -> Dict[str, Any]:
+        return score_mentions(examples, spans_key=self.spans_key)
+
+    def initialize(self, get_examples: Any = None, nlp: Any = None, n_demos: int = 0, **kwargs: Any) -> None:
+        """With ``n_demos > 0``, fill the demonstration pool from the gold
+        spans of ``get_examples()`` (the sentences with entities)."""
+        if not n_demos or get_examples is None:
+            return
+        from ..demos import unit_examples
+
+        pool = []
+        for eg in get_examples():
+            pool += [ex for ex, _ in unit_examples(eg.reference, self.spans_key, self.max_unit_tokens) if ex["entities"]]
+            if len(pool) >= n_demos:
+                break
+        self.demos.replace(pool[:n_demos])
+
+    def to_bytes(self, *, exclude: Tuple[str, ...] = tuple()) -> bytes:
+        return srsly.msgpack_dumps({"labels": self._labels, "demos": self.demos.examples})
+
+    def from_bytes(self, bytes_data: bytes, *, exclude: Tuple[str, ...] = tuple()) -> "ADECorrectTask":
+        data = srsly.msgpack_loads(bytes_data)
+        self._labels = list(data["labels"])
+        self.resolver = LabelResolver(self._labels, self.label_synonyms)
+        self.demos.replace(data["demos"])
+        return self
+
+    def to_disk(self, path: Path, *, exclude: Tuple[str, ...] = tuple()) -> None:
+        path = Path(path)
+        util.to_disk(
+            path,
+            {"cfg.json": lambda p: srsly.write_json(p, {"labels": self._labels}), "demos": lambda p: self.demos.to_disk(p)},
+            exclude,
+        )
+
+    def from_disk(self, path: Path, *, exclude: Tuple[str, ...] = tuple()) -> "ADECorrectTask":
+        path = Path(path)
+        if (path / "cfg.json").exists():
+            self._labels = list(srsly.read_json(path / "cfg.json")["labels"])
+            self.resolver = LabelResolver(self._labels, self.label_synonyms)
+        self.demos.from_disk(path / "demos")
+        return self
