@@ -46,7 +46,8 @@ def test_config_assembles_every_component_by_entry_point():
     assert out.returncode == 0, out.stderr
     assert "'clinie_relation_linker'" in out.stdout and "'clinie_meddra_linker'" in out.stdout
     assert "'medspacy_context'" in out.stdout and "'clinie_context_attributes'" in out.stdout
-    assert "['relation_linker']" in out.stdout  # switched off until trained on relations
+    assert "['llm_corrector', 'relation_linker']" in out.stdout  # switched off by default
+    assert "'llm'" in out.stdout  # spacy-llm's component running clinie.ADECorrect.v1
 
 
 def _tiny_trained_pipeline(path: Path) -> Path:

@@ -151,3 +151,14 @@ def test_demo_file_errors_name_the_line(tmp_path):
     path.write_text('{"text": "ok", "entities": []}\nnot json\n')
     with pytest.raises(ValueError, match="demos.jsonl, line 2"):
         registry.llm_misc.get("clinie.DemoPool.v1")(path=str(path))
+
+
+def test_initialize_fills_demos_from_a_gold_corpus(tmp_path):
+    from spacy.tokens import DocBin
+
+    nlp = make_blank()
+    doc = tagged_doc(nlp)
+    DocBin(docs=[doc], store_user_data=True).to_disk(tmp_path / "gold.spacy")
+    task = make_task()
+    task.initialize(nlp=nlp, n_demos=5, demo_path=str(tmp_path / "gold.spacy"))
+    assert [d["entities"] for d in task.demos.examples] == [[["rash", "AdverseReaction"]]]

@@ -12,18 +12,20 @@ Answers that cannot be read keep the small model's spans and are counted in
 import json
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import jinja2
 import jinja2.sandbox
 import srsly
 from spacy import util
+from spacy.language import Language
+from spacy.training import Example
 from spacy.tokens import Doc, Span
 
 from ....scoring import score_mentions
 from ....extensions import register_extensions, set_mention_attrs
 from ...confidence import label_confidences, unit_entropy, units
-from ...demos import DemoPool
+from ...demos import DemoPool, unit_examples
 from ...parser import parse_index_lines, parse_json_entities
 from ...resolver import LabelResolver, index_spans, locate_entities
 from ...types import Prompt, Response
@@ -285,16 +287,28 @@ class ADECorrectTask:
     def scorer(self, examples: Iterable[Any]) -> Dict[str, Any]:
         return score_mentions(examples, spans_key=self.spans_key)
 
-    def initialize(self, get_examples: Any = None, nlp: Any = None, n_demos: int = 0, **kwargs: Any) -> None:
-        """With ``n_demos > 0``, fill the demonstration pool from the gold
-        spans of ``get_examples()`` (the sentences with entities)."""
-        if not n_demos or get_examples is None:
+    def initialize(
+        self, get_examples: Optional[Callable[[], Iterable[Example]]] = None, nlp: Optional[Language] = None, n_demos: int = 0, demo_path: Optional[str] = None
+    ) -> None:
+        """Fill the demonstration pool with up to ``n_demos`` sentences that
+        have gold spans: from the .spacy corpus ``demo_path`` (e.g. the
+        training split), else from ``get_examples()``."""
+        if not n_demos:
             return
-        from ..demos import unit_examples
+        if demo_path:
+            from spacy.tokens import DocBin
 
-        pool = []
-        for eg in get_examples():
-            pool += [ex for ex, _ in unit_examples(eg.reference, self.spans_key, self.max_unit_tokens) if ex["entities"]]
+            vocab = nlp.vocab if nlp is not None else None
+            from spacy.vocab import Vocab
+
+            refs = DocBin().from_disk(demo_path).get_docs(vocab or Vocab())
+        elif get_examples is not None:
+            refs = (eg.reference for eg in get_examples())
+        else:
+            return
+        pool: List[Dict[str, Any]] = []
+        for ref in refs:
+            pool += [ex for ex, _ in unit_examples(ref, self.spans_key, self.max_unit_tokens) if ex["entities"]]
             if len(pool) >= n_demos:
                 break
         self.demos.replace(pool[:n_demos])
