@@ -117,6 +117,7 @@ class SalaRun:
         self.log = log
         self.state_path = self.output / STATE
         self.state: Dict[str, Any] = json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
+        self._loaded: Optional[Tuple[int, Language]] = None
 
     # ------------------------------------------------------------ helpers
 
@@ -124,9 +125,13 @@ class SalaRun:
         _write_json(self.state_path, self.state)
 
     def current_model(self) -> Language:
+        """The latest checkpoint (the source model before any fine-tuning),
+        kept in memory between the steps of one process."""
         done = self.state.get("finetuned", 0)
-        path = self.output / f"iter_{done}" / "model" if done else self.model_path
-        return spacy.load(path)
+        if self._loaded is None or self._loaded[0] != done:
+            path = self.output / f"iter_{done}" / "model" if done else self.model_path
+            self._loaded = (done, spacy.load(path))
+        return self._loaded[1]
 
     def tag(self, nlp: Language, texts: Sequence[str], what: str) -> List[Doc]:
         bar = self.progress(what, len(texts)) if self.progress else None
@@ -157,7 +162,7 @@ class SalaRun:
 
     def initialize(self) -> None:
         """Pseudo-label, pick the top-K uncertain units and the demo pool."""
-        nlp = spacy.load(self.model_path)
+        nlp = self.current_model()
         docs = self.tag(nlp, self.texts, "pseudo-labelling")
         scored = []
         for i, doc in enumerate(docs):
@@ -280,6 +285,7 @@ class SalaRun:
         os.replace(partial, path)
         self.state["losses"] = losses
         self.state["finetuned"] = it
+        self._loaded = (it, nlp)
         self.state["stage"] = "filter"
         self.save()
 
