@@ -1,0 +1,125 @@
+"""Sentence classifier and sentence filter on a TAC split (issue 10).
+
+classify: the classifier alone on the split's sentence units (a unit is
+positive when it overlaps a gold mention): P/R/F1 of ADE at several
+thresholds, accuracy, units/s and words/s.
+
+    python benchmarks/sentence_filter_tac.py classify training/sentence_filter_bow/model-best corpus/test.spacy
+
+tag: a tagger pipeline on the split, with or without a clinie_sentence_filter
+in front (--filter CLASSIFIER): words/s, mention strict/relaxed and reaction
+scores, and the filter's own numbers (share of tokens the tagger still
+encodes, share of gold mentions inside kept units = the recall ceiling).
+Predictions are saved for `clinie evaluate --compare`.
+
+    python benchmarks/sentence_filter_tac.py tag training/ade_cpu/model-best corpus/test.spacy \
+        --output training/preds/ade_cpu_test.spacy
+    python benchmarks/sentence_filter_tac.py tag training/ade_cpu/model-best corpus/test.spacy \
+        --filter training/sentence_filter_bow/model-best --threshold 0.5 \
+        --output training/preds/ade_cpu_filter_bow_test.spacy
+    clinie evaluate corpus/test.spacy training/preds/ade_cpu_test.spacy \
+        --compare training/preds/ade_cpu_filter_bow_test.spacy
+"""
+import argparse
+import json
+import time
+
+import spacy
+from spacy.tokens import DocBin
+from spacy.training import Example
+
+from spacy_clinie.convert import load_docs
+from spacy_clinie.pipeline.sentence_filter import score_sentence_filter
+from spacy_clinie.readers.sentences import sentence_examples
+from spacy_clinie.scoring import evaluate_docs, format_table
+
+
+def classify(args: argparse.Namespace) -> None:
+    nlp = spacy.load(args.classifier)
+    gold = load_docs(args.gold)
+    examples = sentence_examples(gold, nlp)
+    words = sum(len(eg.reference) for eg in examples)
+    start = time.perf_counter()
+    preds = list(nlp.pipe((eg.predicted for eg in examples), batch_size=args.batch_size))
+    elapsed = time.perf_counter() - start
+    truth = [eg.reference.cats["ADE"] >= 0.5 for eg in examples]
+    scores = [p.cats.get("ADE", 0.0) for p in preds]
+    n_pos = sum(truth)
+    print(f"{args.classifier} on {args.gold}: {len(examples)} units ({n_pos} with an ADE mention, {len(examples) - n_pos} without), {words} words")
+    print(f"{len(examples) / elapsed:,.0f} units/s, {words / elapsed:,.0f} words/s ({elapsed:.1f}s)")
+    rows = []
+    print("threshold   P       R       F1      acc     kept")
+    for t in args.thresholds:
+        pred = [s >= t for s in scores]
+        tp = sum(p and g for p, g in zip(pred, truth))
+        p = tp / sum(pred) if any(pred) else 0.0
+        r = tp / n_pos if n_pos else 0.0
+        f = 2 * p * r / (p + r) if p + r else 0.0
+        acc = sum(p_ == g for p_, g in zip(pred, truth)) / len(truth)
+        kept = sum(pred) / len(pred)
+        rows.append({"threshold": t, "p": round(p, 4), "r": round(r, 4), "f": round(f, 4), "acc": round(acc, 4), "kept_units": round(kept, 4)})
+        print(f"{t:<11} {p:.4f}  {r:.4f}  {f:.4f}  {acc:.4f}  {kept:.4f}")
+    print(json.dumps({"units": len(examples), "positive": n_pos, "words_per_second": round(words / elapsed), "thresholds": rows}))
+
+
+def tag(args: argparse.Namespace) -> None:
+    nlp = spacy.load(args.model)
+    first = nlp.pipe_names[0] if nlp.pipe_names else None
+    if args.filter:
+        nlp.add_pipe(
+            "clinie_sentence_filter",
+            name="sentence_filter",
+            first=True,
+            config={"classifier": args.filter, "threshold": args.threshold},
+        )
+        nlp.get_pipe("sentence_filter").initialize(nlp=nlp)
+    gold = load_docs(args.gold)
+    if args.limit:
+        gold = gold[: args.limit]
+    words = sum(len(d) for d in gold)
+    start, cpu = time.perf_counter(), time.process_time()
+    preds = list(nlp.pipe((d.text for d in gold), batch_size=args.batch_size))
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    for g, p in zip(gold, preds):
+        p._.doc_id, p._.label_id, p._.section = g._.doc_id, g._.label_id, g._.section
+    if args.output:
+        DocBin(docs=preds, store_user_data=True).to_disk(args.output)
+    scores = evaluate_docs(gold, preds, levels=("mention_strict", "mention_relaxed", "reaction"))
+    label = f"{args.model} + filter {args.filter} (t={args.threshold})" if args.filter else f"{args.model} (first pipe {first}), no filter"
+    # wall time depends on what else the machine runs; CPU seconds (all
+    # threads of this process) much less
+    print(f"{label}: {len(gold)} docs, {words} words in {elapsed:.0f}s = {words / elapsed:,.0f} words/s; {cpu:.0f} CPU s = {words / cpu:,.0f} words per CPU second")
+    print(format_table(scores))
+    result = {"words_per_second": round(words / elapsed), "words_per_cpu_second": round(words / cpu), **{k: {m: round(scores[k]["micro"][m], 4) for m in "prf"} for k in ("mention_strict", "mention_relaxed", "reaction")}}
+    if args.filter:
+        f = score_sentence_filter([Example(p, g) for p, g in zip(preds, gold)])
+        print("filter: " + ", ".join(f"{k} {v:.4f}" for k, v in f.items()))
+        result["filter"] = {k: round(v, 4) for k, v in f.items()}
+    print(json.dumps(result))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("classify", help="the sentence classifier alone on sentence units")
+    c.add_argument("classifier")
+    c.add_argument("gold")
+    c.add_argument("--thresholds", type=float, nargs="+", default=[0.2, 0.3, 0.5, 0.7])
+    c.add_argument("--batch-size", type=int, default=64)
+    t = sub.add_parser("tag", help="a tagger with or without the filter in front")
+    t.add_argument("model")
+    t.add_argument("gold")
+    t.add_argument("--filter", default=None, help="sentence classifier pipeline to put in front")
+    t.add_argument("--threshold", type=float, default=0.5)
+    t.add_argument("--output", default=None)
+    t.add_argument("--batch-size", type=int, default=8)
+    t.add_argument("--limit", type=int, default=0, help="only the first N docs (speed runs)")
+    t.add_argument("--gpu-id", type=int, default=-1)
+    args = parser.parse_args()
+    if getattr(args, "gpu_id", -1) >= 0:
+        spacy.require_gpu(args.gpu_id)
+    {"classify": classify, "tag": tag}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
