@@ -15,8 +15,9 @@ plus one on all of it, and lets them vote. Here:
 2. ``train_members``: ``python -m spacy train CONFIG`` once per member, one
    after the other, with ``--paths.train`` / ``--paths.dev`` pointing at the
    member's files (dev: ``dev`` if given, else the member's held-out fold;
-   the ``full`` member needs ``dev``), a different ``--system.seed`` per
-   member and any extra overrides. A member whose ``model-best`` exists is
+   the ``full`` member needs ``dev``), a different seed per member
+   (``--system.seed``, or ``--training.seed`` for configs without
+   ``[system]``) and any extra overrides. A member whose ``model-best`` exists is
    skipped (rerun to resume).
 3. ``assemble_ensemble``: a pipeline with the first member's tokenizer and
    one ``clinie_ensemble`` over the members' ``model-best`` (copied inside).
@@ -112,6 +113,7 @@ def train_command(
     seed: int = 0,
     gpu_id: int = -1,
     overrides: Sequence[str] = (),
+    seed_key: str = "system.seed",
 ) -> List[str]:
     """The ``spacy train`` command line for one member."""
     if dev is None:
@@ -124,7 +126,7 @@ def train_command(
         "--output", str(member / "model"),
         "--paths.train", str(member / "train.spacy"),
         "--paths.dev", str(dev),
-        "--system.seed", str(seed),
+        f"--{seed_key}", str(seed),
         "--gpu-id", str(gpu_id),
         *overrides,
     ]  # fmt: skip
@@ -143,13 +145,18 @@ def train_members(
     echo: Any = print,
 ) -> List[Path]:
     """Train the members one after the other; returns their model-best paths."""
+    from thinc.api import Config
+
+    cfg = Config().from_disk(config, interpolate=False)
+    # configs made by `spacy init config` have [system] seed; others may only have [training] seed
+    seed_key = "system.seed" if "seed" in cfg.get("system", {}) else "training.seed"
     best = []
     for n, member in enumerate(member_dirs(out_dir)):
         path = member / "model" / "model-best"
         best.append(path)
         if only and member.name not in only:
             continue
-        cmd = train_command(config, member, dev=dev, seed=seed + n, gpu_id=gpu_id, overrides=overrides)
+        cmd = train_command(config, member, dev=dev, seed=seed + n, gpu_id=gpu_id, overrides=overrides, seed_key=seed_key)
         if path.exists():
             echo(f"{member.name}: {path} exists, skipped")
             continue
