@@ -77,7 +77,11 @@ def main() -> None:
         demo_docs = load_docs(args.demos)
         pipe.task.initialize(lambda: (Example(d, d) for d in demo_docs), n_demos=args.n_demos)
     t0 = time.perf_counter()
-    corrected = [pipe(d.copy()) for d in tagged]
+    corrected = []
+    for n, d in enumerate(tagged, 1):
+        corrected.append(pipe(d.copy()))
+        if n % 5 == 0:
+            print(f"{n}/{len(tagged)} docs, {pipe.task.totals['prompted']} prompts, {time.perf_counter() - t0:.0f}s", flush=True)
     t_llm = time.perf_counter() - t0
     copy_meta(gold, corrected)
     DocBin(docs=corrected, store_user_data=True).to_disk(args.output)

@@ -162,3 +162,11 @@ def test_initialize_fills_demos_from_a_gold_corpus(tmp_path):
     task = make_task()
     task.initialize(nlp=nlp, n_demos=5, demo_path=str(tmp_path / "gold.spacy"))
     assert [d["entities"] for d in task.demos.examples] == [[["rash", "AdverseReaction"]]]
+
+
+def test_schema_keys_avoid_quotes_and_backslashes():
+    # llama.cpp's schema-to-grammar converter mis-escapes them (a parse error, then a crash)
+    nlp = make_blank()
+    doc = nlp.make_doc('The "footnote" key and a back\\slash caused nausea.')
+    keys = list(make_task().json_schema(doc, 0, len(doc))["properties"])
+    assert "nausea" in keys and not any('"' in k or "\\" in k for k in keys)

@@ -139,7 +139,7 @@ class ADECorrectTask:
         """Strings the answer may name under constrained decoding: the unit's
         word n-grams (no punctuation at either end) and the small model's
         spans, in text order; fewer n-gram lengths when over the cap."""
-        fixed = [s.text for s in self.unit_spans(doc, start, end)]
+        fixed = [s.text for s in self.unit_spans(doc, start, end) if '"' not in s.text and "\\" not in s.text]
         for n_max in range(self.max_ngram, 0, -1):
             seen: Dict[str, int] = {}
             for i in range(start, end):
@@ -149,8 +149,10 @@ class ADECorrectTask:
                     last = doc[j - 1]
                     if last.is_space or (j - 1 > i and "\n" in doc[j - 2].whitespace_):
                         break  # n-grams do not cross line breaks
-                    if not last.is_punct:
-                        seen.setdefault(doc[i:j].text, i)
+                    text = doc[i:j].text
+                    # llama.cpp's schema-to-grammar converter mis-escapes quotes and backslashes in keys
+                    if not last.is_punct and '"' not in text and "\\" not in text:
+                        seen.setdefault(text, i)
             for text in fixed:
                 seen.setdefault(text, doc.text.find(text))
             if len(seen) <= self.max_candidates or n_max == 1:
