@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any
 
 TERMS = ("nausea", "rash", "headache", "dizziness", "hepatotoxicity")
 
@@ -38,8 +38,7 @@ def _note(i: int) -> str:
 
 def write_notes(path: Path, n: int) -> Path:
     with open(path, "w", encoding="utf-8") as f:
-        for i in range(n):
-            f.write(json.dumps({"id": f"note-{i}", "text": _note(i)}) + "\n")
+        f.writelines(json.dumps({"id": f"note-{i}", "text": _note(i)}) + "\n" for i in range(n))
     return path
 
 
@@ -53,7 +52,7 @@ def light_pipeline(path: Path) -> Path:
     return path
 
 
-def peak_rss_of_run(cmd: List[str]) -> Dict[str, Any]:
+def peak_rss_of_run(cmd: list[str]) -> dict[str, Any]:
     """Run ``cmd`` alone (so RUSAGE_CHILDREN is its peak) and time it."""
     code = (
         "import resource, subprocess, sys, time, json\n"
@@ -67,14 +66,18 @@ def peak_rss_of_run(cmd: List[str]) -> Dict[str, Any]:
     return json.loads(out.stdout)
 
 
-def bench_memory(ns: List[int], batch_size: int) -> List[Dict[str, Any]]:
+def bench_memory(
+    ns: list[int], batch_size: int, recycle: list[int], model: str | None = None, n_process: int = 1
+) -> list[dict[str, Any]]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
-        model = light_pipeline(tmp_path / "light")
-        for n in ns:
-            src = write_notes(tmp_path / f"notes_{n}.jsonl", n)
-            out = tmp_path / f"out_{n}.jsonl"
+        model = model or str(light_pipeline(tmp_path / "light"))
+        for n, every in ((n, every) for n in ns for every in recycle):
+            src = tmp_path / f"notes_{n}.jsonl"
+            if not src.exists():
+                write_notes(src, n)
+            out = tmp_path / f"out_{n}_{every}.jsonl"
             cmd = [
                 sys.executable,
                 "-m",
@@ -86,6 +89,10 @@ def bench_memory(ns: List[int], batch_size: int) -> List[Dict[str, Any]]:
                 "--no-progress",
                 "-b",
                 str(batch_size),
+                "--n-process",
+                str(n_process),
+                "--recycle-every",
+                str(every),
             ]
             res = peak_rss_of_run(cmd)
             if res["rc"] != 0:
@@ -93,8 +100,11 @@ def bench_memory(ns: List[int], batch_size: int) -> List[Dict[str, Any]]:
             rows.append(
                 {
                     "docs": n,
+                    "recycle_every": every,
+                    "n_process": n_process,
                     "peak_rss_mib": round(res["maxrss_kib"] / 1024, 1),
                     "seconds": round(res["seconds"], 1),
+                    "docs_per_second": round(n / res["seconds"], 1),
                     "input_mib": round(src.stat().st_size / 2**20, 1),
                     "output_mib": round(out.stat().st_size / 2**20, 1),
                     "summary": res["out"].strip().splitlines()[0],
@@ -104,7 +114,7 @@ def bench_memory(ns: List[int], batch_size: int) -> List[Dict[str, Any]]:
     return rows
 
 
-def _texts(source: str, limit: int) -> List[str]:
+def _texts(source: str, limit: int) -> list[str]:
     if source.endswith(".spacy"):
         from spacy_clinie.convert import load_docs
 
@@ -112,7 +122,7 @@ def _texts(source: str, limit: int) -> List[str]:
     return [_note(i) for i in range(limit)]
 
 
-def _wps(nlp: Any, texts: List[str], n_process: int, batch_size: int) -> Dict[str, Any]:
+def _wps(nlp: Any, texts: list[str], n_process: int, batch_size: int) -> dict[str, Any]:
     n_words = 0
     t = time.perf_counter()
     for doc in nlp.pipe(texts, n_process=n_process, batch_size=batch_size):
@@ -124,6 +134,7 @@ def _wps(nlp: Any, texts: List[str], n_process: int, batch_size: int) -> Dict[st
 def stock_transformer_ner(encoder: str) -> Any:
     """spacy-transformers + ner on ``encoder``, initialised with the ADE label."""
     import spacy
+
     from spacy_clinie.util import resolve_model_path
 
     nlp = spacy.blank("en")
@@ -145,7 +156,7 @@ def stock_transformer_ner(encoder: str) -> Any:
 
 def bench_throughput(
     model: str, source: str, limit: int, batch_size: int, encoder: str
-) -> List[Dict[str, Any]]:
+) -> list[dict[str, Any]]:
     import medspacy
     import spacy
 
@@ -175,6 +186,11 @@ def main() -> None:
     mem = sub.add_parser("memory")
     mem.add_argument("--n", type=int, action="append", required=True)
     mem.add_argument("--batch-size", type=int, default=256)
+    mem.add_argument(
+        "--recycle-every", type=int, action="append", default=None, help="one run per value (default 50000)"
+    )
+    mem.add_argument("--model", default=None, help="pipeline to run (default: blank + span_ruler)")
+    mem.add_argument("--n-process", type=int, default=1)
     thr = sub.add_parser("throughput")
     thr.add_argument("model")
     thr.add_argument("source", help="a .spacy corpus (its texts) or 'synthetic'")
@@ -186,7 +202,7 @@ def main() -> None:
     args = parser.parse_args()
     info = {"python": platform.python_version(), "cpus": os.cpu_count()}
     if args.mode == "memory":
-        rows = bench_memory(args.n, args.batch_size)
+        rows = bench_memory(args.n, args.batch_size, args.recycle_every or [50_000], args.model, args.n_process)
     else:
         rows = bench_throughput(args.model, args.source, args.limit, args.batch_size, args.encoder)
     if args.output:

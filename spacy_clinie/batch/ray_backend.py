@@ -19,7 +19,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from .readers import Record, read_records
 from .records import doc_to_record, model_version
-from .run import Committer, PipeSettings, load_pipeline
+from .run import Committer, PipeSettings, load_pipeline, release_memory
 
 COLUMNS = ("index", "id", "text", "where", "reason")
 
@@ -103,7 +103,9 @@ class Annotator:
         rows = batch.to_pylist()
         good = [r for r in rows if not r["reason"]]
         if self.recycle_every and self._since_load >= self.recycle_every:
-            self.nlp = self._load()  # a fresh vocab: see run._local_stream
+            self.nlp = None  # free the old vocab first: see run._local_stream
+            release_memory()
+            self.nlp = self._load()
             self._since_load = 0
         self._since_load += len(good)
         docs = self.nlp.pipe((r["text"] for r in good), batch_size=self.batch_size)

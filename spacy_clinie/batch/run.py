@@ -7,6 +7,7 @@ soon as it comes back. See ``checkpoint.py`` for how a killed run resumes
 with every record written exactly once.
 """
 
+import gc
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -220,7 +221,9 @@ def _local_stream(
 
     spaCy 3.7 adds every new word of the stream to the vocab for good (3.8's
     ``memory_zone`` does not exist here), so with ``reload`` the pipeline is
-    loaded afresh every ``settings.recycle_every`` documents."""
+    loaded afresh every ``settings.recycle_every`` documents. The consumer
+    must not keep the last doc it got (it holds the old vocab) when it asks
+    for the next one."""
     runs: Deque[Tuple[int, int, int]] = deque()
     last_bad = False
     exhausted = False
@@ -259,7 +262,25 @@ def _local_stream(
             yield index, doc_id, doc, record, q_state
         if not exhausted:
             assert reload is not None
+            # drop the old pipeline, its doc stream and the last doc (which
+            # holds the old vocab) before loading the new one, so that only
+            # one vocab is ever alive
+            doc = docs = nlp = None  # type: ignore[assignment]
+            release_memory()
             nlp = reload()
+
+
+def release_memory() -> None:
+    """Collect cycles, then ask glibc to give freed heap pages back to the
+    OS (``malloc_trim``), so a dropped pipeline's vocab lowers the RSS
+    instead of only the heap's free lists. A no-op where there is no glibc."""
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def run_pipe(
@@ -336,6 +357,7 @@ def run_pipe(
             if bar is not None:
                 bar.update(index + 1 - committer.offset)
             committer.advance(index + 1, q_bytes, q_count)
+            doc = record = None  # so a pipeline reload can free the old vocab
         # every record is now written or quarantined: the bad ones after the
         # last good record are the quarantine entries not yet advanced over
         end = committer.offset + (committer.quarantined_total - committer.q_count)
