@@ -39,16 +39,16 @@ def classify(args: argparse.Namespace) -> None:
     gold = load_docs(args.gold)
     examples = sentence_examples(gold, nlp)
     words = sum(len(eg.reference) for eg in examples)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     preds = list(nlp.pipe((eg.predicted for eg in examples), batch_size=args.batch_size))
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     truth = [eg.reference.cats["ADE"] >= 0.5 for eg in examples]
     scores = [p.cats.get("ADE", 0.0) for p in preds]
     n_pos = sum(truth)
     print(f"{args.classifier} on {args.gold}: {len(examples)} units ({n_pos} with an ADE mention, {len(examples) - n_pos} without), {words} words")
-    print(f"{len(examples) / elapsed:,.0f} units/s, {words / elapsed:,.0f} words/s ({elapsed:.1f}s)")
+    print(f"{len(examples) / elapsed:,.0f} units/s, {words / elapsed:,.0f} words/s ({elapsed:.1f}s); {words / cpu:,.0f} words per CPU second")
     rows = []
-    print("threshold   P       R       F1      acc     kept")
+    print("threshold   P       R       F1      acc     kept    NO_ADE F1  macro F1")
     for t in args.thresholds:
         pred = [s >= t for s in scores]
         tp = sum(p and g for p, g in zip(pred, truth))
@@ -57,9 +57,16 @@ def classify(args: argparse.Namespace) -> None:
         f = 2 * p * r / (p + r) if p + r else 0.0
         acc = sum(p_ == g for p_, g in zip(pred, truth)) / len(truth)
         kept = sum(pred) / len(pred)
-        rows.append({"threshold": t, "p": round(p, 4), "r": round(r, 4), "f": round(f, 4), "acc": round(acc, 4), "kept_units": round(kept, 4)})
-        print(f"{t:<11} {p:.4f}  {r:.4f}  {f:.4f}  {acc:.4f}  {kept:.4f}")
-    print(json.dumps({"units": len(examples), "positive": n_pos, "words_per_second": round(words / elapsed), "thresholds": rows}))
+        tn = sum(not p_ and not g for p_, g in zip(pred, truth))
+        n_neg_pred, n_neg = len(pred) - sum(pred), len(truth) - n_pos
+        pn, rn = (tn / n_neg_pred if n_neg_pred else 0.0), (tn / n_neg if n_neg else 0.0)
+        fn_ = 2 * pn * rn / (pn + rn) if pn + rn else 0.0
+        rows.append(
+            {"threshold": t, "p": round(p, 4), "r": round(r, 4), "f": round(f, 4), "acc": round(acc, 4), "kept_units": round(kept, 4),
+             "no_ade_f": round(fn_, 4), "macro_f": round((f + fn_) / 2, 4)}
+        )  # fmt: skip
+        print(f"{t:<11} {p:.4f}  {r:.4f}  {f:.4f}  {acc:.4f}  {kept:.4f}  {fn_:.4f}     {(f + fn_) / 2:.4f}")
+    print(json.dumps({"units": len(examples), "positive": n_pos, "words_per_second": round(words / elapsed), "words_per_cpu_second": round(words / cpu), "thresholds": rows}))
 
 
 def tag(args: argparse.Namespace) -> None:
