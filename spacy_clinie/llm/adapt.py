@@ -144,12 +144,15 @@ class SalaRun:
             bar.close()
         return docs
 
-    def evaluate(self, nlp: Language) -> Optional[Dict[str, float]]:
+    def evaluate(self, nlp: Language, pred: Optional[List[Doc]] = None) -> Optional[Dict[str, float]]:
+        """Scores against ``gold`` (the gold docs of the target texts, in
+        order); ``pred``: the model's docs for the texts, when already tagged."""
         if not self.gold:
             return None
         from ..scoring import evaluate_docs
 
-        pred = self.tag(nlp, [d.text for d in self.gold], "scoring")
+        if pred is None:
+            pred = self.tag(nlp, [d.text for d in self.gold], "scoring")
         scores = evaluate_docs(self.gold, pred)
         return {
             "mention_strict_f": round(scores["mention_strict"]["micro"]["f"], 4),
@@ -202,7 +205,7 @@ class SalaRun:
             "finetuned": 0,
             "history": [],
         }
-        score = self.evaluate(nlp)
+        score = self.evaluate(nlp, docs)  # the pseudo-labels are the source model's predictions
         self.state["history"].append({"iteration": 0, "scores": score, "targets": len(targets), "demos": len(demos)})
         self.log(f"init: {len(scored)} units in {len(self.texts)} docs; {len(targets)} targets; {len(demos)} demos; scores {score}")
         self.save()

@@ -4,31 +4,17 @@ its first generated token (seed 002)."""
 import math
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from spacy.pipeline import Sentencizer
 from spacy.tokens import Doc
 
-_SENTENCIZER = Sentencizer()
+from ..sentences import sentence_units
 
 
 def units(doc: Doc, max_tokens: int) -> List[Tuple[int, int]]:
-    """Sentence-sized ``(start, end)`` token ranges covering the doc: the
-    doc's own sentences when a component set them, else spaCy's rule
-    sentencizer (without writing to the doc); long ones cut at
-    ``max_tokens``."""
-    if not len(doc):
-        return []
-    if doc.has_annotation("SENT_START"):
-        bounds = [(s.start, s.end) for s in doc.sents]
-    else:
-        starts = [i for i, flag in enumerate(_SENTENCIZER.predict([doc])[0]) if flag or i == 0]
-        bounds = list(zip(starts, starts[1:] + [len(doc)]))
-    out = []
-    for start, end in bounds:
-        for s in range(start, end, max_tokens):
-            e = min(end, s + max_tokens)
-            if any(not doc[i].is_space for i in range(s, e)):
-                out.append((s, e))
-    return out
+    """Sentence-sized ``(start, end)`` token ranges covering the doc (the
+    doc's own sentences, else spaCy's rule sentencizer without writing to
+    the doc), long ones cut at ``max_tokens``: ``sentence_units`` without
+    the line-break split."""
+    return sentence_units(doc, split_newlines=False, max_tokens=max_tokens)
 
 
 def unit_entropy(doc: Doc, start: int, end: int) -> float:

@@ -12,8 +12,8 @@ from typing import Any, Dict, Iterable, Optional
 
 import requests
 
-from ..llamacpp.model import chat_messages, token_logprobs
 from ...types import Response
+from ..llamacpp.model import chat_messages, token_logprobs
 
 DIALECTS = ("json_schema", "json_object", "guided", "none")
 

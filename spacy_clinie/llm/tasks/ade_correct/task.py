@@ -10,36 +10,26 @@ Answers that cannot be read keep the small model's spans and are counted in
 ``doc._.llm_corrections``; nothing here raises on model output.
 """
 import json
-from importlib.resources import files
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
-import jinja2
-import jinja2.sandbox
 import srsly
 from spacy import util
 from spacy.language import Language
-from spacy.training import Example
 from spacy.tokens import Doc, Span
+from spacy.training import Example
 
-from ....scoring import score_mentions
 from ....extensions import register_extensions, set_mention_attrs
+from ....scoring import score_mentions
 from ...confidence import label_confidences, unit_entropy, units
 from ...demos import DemoPool, unit_examples
+from ...jinja import load_template
 from ...parser import parse_index_lines, parse_json_entities
 from ...resolver import LabelResolver, index_spans, locate_entities
 from ...types import Prompt, Response
 
 OUTPUT_FORMATS = ("json", "index")
 STAT_KEYS = ("units", "prompted", "parsed", "unparseable", "changed", "dropped_entities")
-
-
-def read_template(name: str) -> str:
-    """A template shipped in ``spacy_clinie/llm/templates`` by name, or a
-    path to the user's own Jinja file."""
-    if Path(name).suffix == ".jinja" and Path(name).exists():
-        return Path(name).read_text(encoding="utf8")
-    return files("spacy_clinie.llm").joinpath("templates", name).read_text(encoding="utf8")
 
 
 class ADECorrectTask:
@@ -82,9 +72,8 @@ class ADECorrectTask:
         self.constrain = constrain
         self.max_ngram = max_ngram
         self.max_candidates = max_candidates
-        env = jinja2.sandbox.SandboxedEnvironment(keep_trailing_newline=False)
-        self._template = env.from_string(read_template(template))
-        self._system = env.from_string(read_template(system_template)).render().strip()
+        self._template = load_template(template)
+        self._system = load_template(system_template).render().strip()
         self.resolver = LabelResolver(self._labels, self.label_synonyms)
         self.totals: Dict[str, int] = dict.fromkeys(STAT_KEYS, 0)
 
@@ -234,9 +223,9 @@ class ADECorrectTask:
             pairs = parse_json_entities(response)
             if pairs is None:
                 return None, [], 0
-            resolved = [(t, self.resolver(lab)) for t, lab in pairs]
-            kept = [(t, lab) for t, lab in resolved if lab is not None]
-            confs = label_confidences(tokens, str(response), self._labels, [lab for t, lab in pairs if self.resolver(lab)])
+            resolved = [(t, raw, self.resolver(raw)) for t, raw in pairs]
+            kept = [(t, lab) for t, _, lab in resolved if lab is not None]
+            confs = label_confidences(tokens, str(response), self._labels, [raw for _, raw, lab in resolved if lab is not None])
             spans, missing = locate_entities(doc, start, end, kept)
             return spans, confs, (len(pairs) - len(kept)) + missing
         lines = parse_index_lines(response)

@@ -8,16 +8,15 @@ Runs after ``clinie_meddra_linker`` (it needs ``span._.meddra_candidates``).
 """
 import json
 import re
-from importlib.resources import files
-from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
-import jinja2.sandbox
+from rapidfuzz import process
 from spacy.tokens import Doc, Span
 from spacy_llm.registry import registry
 
 from ....extensions import register_extensions, set_mention_attrs
 from ...confidence import units
+from ...jinja import load_template
 from ...types import Prompt
 
 _TERM = re.compile(r'"((?:[^"\\]|\\.)+)"\s*:\s*\[([^\]]*)\]?')
@@ -49,9 +48,7 @@ class MeddraTacoTask:
         self.max_unit_tokens = max_unit_tokens
         self.definition = definition
         self.constrain = constrain
-        env = jinja2.sandbox.SandboxedEnvironment()
-        source = Path(template).read_text(encoding="utf8") if template.endswith(".jinja") and Path(template).exists() else files("spacy_clinie.llm").joinpath("templates", template).read_text(encoding="utf8")
-        self._template = env.from_string(source)
+        self._template = load_template(template)
         self._system = system
 
     # ------------------------------------------------------------ units
@@ -110,8 +107,6 @@ class MeddraTacoTask:
             for term, said in answer.items():
                 cand = by_name.get(term.strip().lower())
                 if cand is None:  # LINK: exact name first, then a near-identical spelling
-                    from rapidfuzz import process
-
                     hit = process.extractOne(term.strip().lower(), list(by_name), score_cutoff=90)
                     cand = by_name[hit[0]] if hit else None
                 if cand is None:
