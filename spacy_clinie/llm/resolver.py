@@ -42,16 +42,18 @@ class LabelResolver:
 
 def locate_entities(
     doc: Doc, start: int, end: int, entities: Sequence[Tuple[str, str]]
-) -> Tuple[List[Tuple[int, int, str]], int]:
+) -> Tuple[List[Tuple[int, int, str]], int, List[int]]:
     """Token spans inside ``doc[start:end]`` for ``(text, label)`` pairs, found
     in answer order (each search starts after the previous hit, then wraps),
-    exact first, then case-insensitive. Returns (spans, n_not_found)."""
+    exact first, then case-insensitive. Returns (spans, n_not_found, the
+    index in ``entities`` of each span)."""
     unit = doc[start:end]
     text, offset = unit.text, unit.start_char
     lower = text.lower()
     spans: List[Tuple[int, int, str]] = []
+    found: List[int] = []
     missing, cursor = 0, 0
-    for ent_text, label in entities:
+    for n, (ent_text, label) in enumerate(entities):
         needle = ent_text.strip().strip('"').strip()
         hit = -1
         if needle:
@@ -68,8 +70,9 @@ def locate_entities(
             missing += 1
             continue
         spans.append((span.start, span.end, label))
+        found.append(n)
         cursor = hit + len(needle)
-    return spans, missing
+    return spans, missing, found
 
 
 def index_spans(

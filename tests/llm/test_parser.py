@@ -64,12 +64,13 @@ def test_locate_entities_in_order_and_case():
     nlp = spacy.blank("en")
     doc = nlp("Rash was common. Severe rash and Nausea occurred; rash resolved.")
     start, end = 4, len(doc)  # the second sentence onwards
-    spans, missing = locate_entities(doc, start, end, [("severe rash", "AdverseReaction"), ("nausea", "AdverseReaction"), ("rash", "AdverseReaction"), ("headache", "AdverseReaction")])
+    spans, missing, found = locate_entities(doc, start, end, [("severe rash", "AdverseReaction"), ("nausea", "AdverseReaction"), ("rash", "AdverseReaction"), ("headache", "AdverseReaction")])
     texts = [doc[s:e].text for s, e, _ in spans]
     assert texts == ["Severe rash", "Nausea", "rash"]
     # the third "rash" is the one after "Nausea", not the first in the unit
     assert spans[2][0] == [t.i for t in doc if t.text == "rash"][-1]
     assert missing == 1  # "headache" is not in the text: dropped and counted
+    assert found == [0, 1, 2]
 
 
 def test_index_spans_groups_consecutive_tokens():

@@ -170,3 +170,15 @@ def test_schema_keys_avoid_quotes_and_backslashes():
     doc = nlp.make_doc('The "footnote" key and a back\\slash caused nausea.')
     keys = list(make_task().json_schema(doc, 0, len(doc))["properties"])
     assert "nausea" in keys and not any('"' in k or "\\" in k for k in keys)
+
+
+def test_llm_confidence_stays_with_its_span_when_an_entity_is_dropped():
+    from spacy_clinie.llm.types import Response
+
+    pieces = [('{"headache": "', -0.1, {}), ("AdverseReaction", -0.1, {}), ('", "nausea": "', -0.1, {}), ("ADR", -1.0, {"Adverse": -1.0}), ('"}', -0.1, {})]
+    response = Response("".join(p for p, _, _ in pieces), tokens=[{"token": p, "logprob": lp, "top": top} for p, lp, top in pieces])
+    task = make_task()
+    doc = tagged_doc()
+    spans, confs, dropped = task.read_answer(doc, 0, 7, response)
+    assert [doc[s:e].text for s, e, _ in spans] == ["nausea"] and dropped == 1  # "headache" is not in the text
+    assert confs == [0.5]  # nausea's own label token, not headache's

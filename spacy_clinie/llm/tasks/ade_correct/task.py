@@ -216,8 +216,8 @@ class ADECorrectTask:
             yield doc
 
     def read_answer(self, doc: Doc, start: int, end: int, response: Union[str, Response]) -> Tuple[Optional[List[Tuple[int, int, str]]], List[Optional[float]], int]:
-        """(token spans or None when unreadable, LLM label confidences,
-        entities dropped by the resolver)."""
+        """(token spans or None when unreadable, the LLM label confidence of
+        each span, entities dropped by the resolver)."""
         tokens = getattr(response, "tokens", None)
         if self.output_format == "json":
             pairs = parse_json_entities(response)
@@ -226,8 +226,8 @@ class ADECorrectTask:
             resolved = [(t, raw, self.resolver(raw)) for t, raw in pairs]
             kept = [(t, lab) for t, _, lab in resolved if lab is not None]
             confs = label_confidences(tokens, str(response), self._labels, [raw for _, raw, lab in resolved if lab is not None])
-            spans, missing = locate_entities(doc, start, end, kept)
-            return spans, confs, (len(pairs) - len(kept)) + missing
+            spans, missing, found = locate_entities(doc, start, end, kept)
+            return spans, [confs[i] for i in found], (len(pairs) - len(kept)) + missing
         lines = parse_index_lines(response)
         if lines is None:
             return None, [], 0
@@ -253,14 +253,16 @@ class ADECorrectTask:
             old = [s for s in current if s.start >= start and s.end <= end]
             old_keys = {(s.start, s.end, s.label_): s for s in old}
             new_spans = []
-            for k, (s, e, lab) in enumerate(dict.fromkeys(spans)):
+            span_confs: Dict[Tuple[int, int, str], Optional[float]] = {}
+            for k, key in enumerate(spans):  # one confidence per span, the first answer naming it
+                span_confs.setdefault(key, confs[k] if k < len(confs) else None)
+            for (s, e, lab), conf in span_confs.items():
                 prev = old_keys.get((s, e, lab))
                 if prev is not None:  # the LLM confirmed the small model's span
                     new_spans.append(prev)
                     continue
                 n_new += 1
                 span = Span(doc, s, e, label=lab, span_id=f"L{n_new}")
-                conf = confs[k] if k < len(confs) else None
                 set_mention_attrs(doc, span.id_, attributes={"source": "llm", "unit_entropy": round(entropy, 4), **({"llm_confidence": conf} if conf is not None else {})})
                 new_spans.append(span)
             if {(s.start, s.end, s.label_) for s in new_spans} != set(old_keys):
