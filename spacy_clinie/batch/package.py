@@ -25,7 +25,9 @@ from spacy.training.initialize import get_sourced_components
 
 # levels of a metrics file copied as flat micro P/R/F into meta["performance"]
 # (what spaCy's package README table shows); the whole file goes under
-# performance["evaluation"][<file stem>]
+# performance["evaluation"][<file stem>]. A level the evaluated system made
+# no prediction for (n_pred == 0: e.g. PT codes when only the tagger was
+# scored) is left out of the headline, not reported as F1 0.
 HEADLINE = ("mention_strict", "mention_relaxed", "reaction", "pt", "relation")
 
 
@@ -60,7 +62,7 @@ def performance(metrics: Iterable[Union[str, Path]]) -> Dict[str, Any]:
         evaluation[path.stem] = data
         for level in HEADLINE:
             micro = (data.get(level) or {}).get("micro") if isinstance(data, dict) else None
-            if isinstance(micro, dict):
+            if isinstance(micro, dict) and micro.get("n_pred") != 0:
                 for score in ("p", "r", "f"):
                     if isinstance(micro.get(score), (int, float)):
                         out[f"{level}_{score}"] = micro[score]

@@ -91,6 +91,16 @@ def _tiny_trained_pipeline(path: Path) -> Path:
     return path
 
 
+def test_performance_leaves_out_levels_without_predictions(tmp_path):
+    metrics = tmp_path / "tagger_test.json"
+    zero = {"p": 0.0, "r": 0.0, "f": 0.0, "tp": 0, "n_pred": 0, "n_gold": 12}
+    metrics.write_text(json.dumps({"reaction": {"micro": {"p": 0.5, "r": 0.5, "f": 0.5, "n_pred": 4}}, "pt": {"micro": zero}}))
+    perf = performance([metrics])
+    assert perf["reaction_f"] == 0.5
+    assert "pt_f" not in perf and "pt_p" not in perf
+    assert perf["evaluation"]["tagger_test"]["pt"]["micro"] == zero
+
+
 def test_package_install_and_load_in_fresh_process(tmp_path):
     model = _tiny_trained_pipeline(tmp_path / "model")
     metrics = tmp_path / "tiny_test.json"
