@@ -2,9 +2,12 @@
 linker against two baselines on the same folds.
 
 - ``linker``: ``configs/relations_euadr.cfg`` (shared MiniLM transformer,
-  frozen and annotating, + ``clinie_relation_linker``), trained on four folds
-  for the config's ``max_epochs`` (no model selection on the test fold),
-  applied to the gold mentions of the fifth.
+  frozen and annotating, + ``clinie_relation_linker``; ``--set`` overrides any
+  config value, e.g. to fine-tune the transformer), trained on four folds and
+  applied to the gold mentions of the fifth. The number of epochs is the
+  config's ``max_epochs``, or with ``--select-epochs`` the candidate that
+  scores best in an inner cross-validation on the four training folds; the
+  test fold never takes part in model selection.
 - ``cooccurrence``: every Disorder–Drug pair of a sentence is PA.
 - ``context``: medspaCy ConText on the gold mentions; a pair is NA when
   either mention is negated, SA when either is hypothetical, else PA
@@ -25,7 +28,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Any, Dict, List, Sequence, Tuple
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -96,7 +99,11 @@ def context_rules(nlp: Language, docs: Sequence[Doc], uncertain: bool) -> List[D
     return out
 
 
-def train_and_predict(config_path: Path, train: Sequence[Doc], test: Sequence[Doc], seed: int, overrides: Dict) -> List[Doc]:
+def train_and_predict(
+    config_path: Path, train: Sequence[Doc], test: Sequence[Doc], seed: int, overrides: Dict, checkpoints: Sequence[int] = ()
+) -> Dict[int, List[Doc]]:
+    """Train on ``train`` and predict ``test`` after each epoch in
+    ``checkpoints`` (default: only after the config's ``max_epochs``)."""
     fix_random_seed(seed)
     config = load_config(config_path, overrides=overrides, interpolate=False)
     nlp = load_model_from_config(config, auto_fill=True, validate=True)
@@ -106,6 +113,7 @@ def train_and_predict(config_path: Path, train: Sequence[Doc], test: Sequence[Do
     examples = [Example(gold_mention_copy(d), d) for d in train_docs]
     optimizer = nlp.initialize(lambda: examples)
     T = config["training"]
+    checkpoints = sorted(set(checkpoints)) or [int(T["max_epochs"])]
     frozen = [name for name in T["frozen_components"] if name in T["annotating_components"]]
     # A frozen, annotating component gives the same output every epoch (it
     # runs without dropout): annotate once instead of once per batch, as
@@ -114,15 +122,54 @@ def train_and_predict(config_path: Path, train: Sequence[Doc], test: Sequence[Do
         for _ in nlp.get_pipe(name).pipe([eg.predicted for eg in examples]):
             pass
     rng = random.Random(seed)
-    for epoch in range(int(T["max_epochs"])):
+    out: Dict[int, List[Doc]] = {}
+    for epoch in range(1, checkpoints[-1] + 1):
         rng.shuffle(examples)
         losses: Dict[str, float] = {}
         for batch in minibatch(examples, size=int(T["batcher"]["size"])):
             nlp.update(batch, drop=float(T["dropout"]), sgd=optimizer, losses=losses, exclude=T["frozen_components"])
             optimizer.step_schedules()  # as spaCy's training loop does (warm-up, decay)
-        if epoch == 0 or (epoch + 1) % 10 == 0:
-            print(f"    epoch {epoch + 1}: loss {losses.get('relation_linker', 0.0):.3f}", flush=True)
-    return list(nlp.pipe([gold_mention_copy(d) for d in test_docs]))
+        if epoch == 1 or epoch % 10 == 0:
+            print(f"    epoch {epoch}: loss {losses.get('relation_linker', 0.0):.3f}", flush=True)
+        if epoch in checkpoints:
+            out[epoch] = list(nlp.pipe([gold_mention_copy(d) for d in test_docs]))
+    return out
+
+
+def select_epochs(
+    config_path: Path, train: Sequence[Doc], n_inner: int, seed: int, overrides: Dict, candidates: Sequence[int]
+) -> Tuple[int, Dict[int, float]]:
+    """Model selection inside the outer training folds only: the epoch count
+    with the best pooled micro F1 over ``n_inner`` PMID-grouped inner folds
+    (ties go to fewer epochs). The outer test fold is never seen."""
+    inner = make_folds(train, n_inner, seed)
+    gold: List[Doc] = []
+    preds: Dict[int, List[Doc]] = {e: [] for e in candidates}
+    for k, held in enumerate(inner):
+        held_set = set(held)
+        fit = [train[i] for i in range(len(train)) if i not in held_set]
+        dev = [train[i] for i in held]
+        for epoch, docs in train_and_predict(config_path, fit, dev, seed, overrides, candidates).items():
+            preds[epoch].extend(docs)
+        gold.extend(dev)
+    scores = {e: evaluate_docs(gold, preds[e], levels=("relation",))["relation"]["micro"]["f"] for e in candidates}
+    best = max(sorted(candidates), key=lambda e: scores[e])  # max keeps the first of equal scores
+    return best, scores
+
+
+def parse_overrides(items: Sequence[str]) -> Dict[str, Any]:
+    """``section.key=value`` pairs; values are JSON where they parse (numbers,
+    lists, true/false), else strings, as on spaCy's command line."""
+    out: Dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set expects section.key=value, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 def fmt_table(name: str, scores: Dict) -> List[str]:
@@ -145,13 +192,25 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=0, help="override [training] max_epochs")
+    parser.add_argument(
+        "--select-epochs",
+        type=str,
+        default="",
+        help="comma-separated epoch counts to choose from by inner cross-validation on each outer training fold",
+    )
+    parser.add_argument("--inner-folds", type=int, default=4, help="inner folds for --select-epochs")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override, e.g. training.dropout=0.3")
     parser.add_argument("--output", type=Path, default=None, help="write all scores as JSON here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     docs = load_docs(args.corpus)
     folds = make_folds(docs, args.folds, args.seed)
     print(f"{len(docs)} sentences, {sum(len(d._.relations) for d in docs)} relations, fold sizes {[len(f) for f in folds]}")
-    overrides = {"training.max_epochs": args.epochs} if args.epochs else {}
+    overrides = parse_overrides(args.set)
+    if args.epochs:
+        overrides["training.max_epochs"] = args.epochs
+    candidates = sorted({int(e) for e in args.select_epochs.split(",") if e.strip()})
+    selected: List[Dict[str, Any]] = []
     n_run = args.only_folds or args.folds
     ctx_nlp = make_blank()
     add_context_pipes(ctx_nlp, sectionizer=False)
@@ -164,8 +223,15 @@ def main(argv=None) -> int:
         train = [docs[i] for i in range(len(docs)) if i not in set(test_idx)]
         print(f"fold {k + 1}/{args.folds}: train {len(train)} test {len(test)}", flush=True)
         t0 = time.time()
+        fold_overrides = dict(overrides)
+        if candidates:
+            best, inner_scores = select_epochs(args.config, train, args.inner_folds, args.seed, overrides, candidates)
+            print(f"    inner CV micro F1 by epochs: {inner_scores} -> {best}", flush=True)
+            selected.append({"epochs": best, "inner_f": inner_scores})
+            fold_overrides["training.max_epochs"] = best
+        linker = next(iter(train_and_predict(args.config, train, test, args.seed, fold_overrides).values()))
         preds = {
-            "linker": train_and_predict(args.config, train, test, args.seed, overrides),
+            "linker": linker,
             "cooccurrence": [cooccurrence(d) for d in test],
             "context": context_rules(ctx_nlp, test, uncertain=False),
             "context+uncertain": context_rules(ctx_nlp, test, uncertain=True),
@@ -187,6 +253,8 @@ def main(argv=None) -> int:
         significance[name] = approximate_randomization(a, b, n_shuffles=10000, seed=0)
     del gold_counts
     print()
+    if selected:
+        print(f"epochs selected by inner CV per fold: {[s['epochs'] for s in selected]}")
     print(f"EU-ADR relations, {n_run} of {args.folds} folds pooled ({len(gold_all)} sentences), {elapsed / 60:.1f} min")
     print("| system | label | P | R | F1 | gold | pred |")
     print("|---|---|---|---|---|---|---|")
@@ -210,6 +278,8 @@ def main(argv=None) -> int:
             "significance": significance,
             "folds": [[docs[i]._.doc_id for i in f] for f in folds],
             "minutes": elapsed / 60,
+            "overrides": overrides,
+            "selected": selected,
         }
         args.output.write_text(json.dumps(payload, indent=2))
     return 0

@@ -27,7 +27,7 @@ import srsly
 import torch
 from spacy.tokens import Doc
 from spacy.util import registry
-from thinc.api import ArgsKwargs, Model, PyTorchShim, get_torch_default_device
+from thinc.api import ArgsKwargs, Model, PyTorchShim, get_torch_default_device, torch2xp, xp2torch
 from torch import nn
 
 from ..util import resolve_model_path
@@ -338,6 +338,33 @@ def run_batch(
 # ------------------------------------------------------------------ thinc model
 
 
+class SoftPromptShim(PyTorchShim):
+    """A PyTorchShim whose new layers (prompt projections, heads, CRF
+    transitions) take ``head_lr_scale`` times the optimiser's learning rate.
+
+    They start from scratch, while the encoder starts pretrained: at an
+    encoder-sized rate (1e-4, a few hundred steps) a CRF's transition scores
+    move by about 1e-3 and the heads barely leave their initialisation, so
+    the encoder ends up fitting a random projection.
+    """
+
+    def __init__(self, *args: Any, head_lr_scale: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.head_lr_scale = head_lr_scale
+
+    def finish_update(self, optimizer: Any) -> None:
+        for name, torch_data in self._model.named_parameters():
+            if torch_data.grad is None:
+                continue
+            if not self._grad_scaler.found_inf:  # skip the update if a gradient overflowed
+                scale = 1.0 if name.startswith("encoder.") else self.head_lr_scale
+                param, _ = optimizer((self.id, name), torch2xp(torch_data.data), torch2xp(torch_data.grad), lr_scale=scale)
+                torch_data.data = xp2torch(param, requires_grad=True, device=torch_data.device)
+            torch_data.grad.zero_()
+        self._grad_scaler.update()
+
+
+
 def _serialize(module: Optional[SoftPromptModule]) -> bytes:
     """HF config + tokenizer files + tags/prompts + state dict, in one tar."""
     if module is None:
@@ -433,6 +460,7 @@ def build_soft_prompt_tagger(
     dropout: float = 0.1,
     task_weights: Dict[str, float] = {"concepts": 1.0, "aux": 0.5},
     max_windows_per_step: int = 16,
+    head_lr_scale: float = 1.0,
 ) -> Model[Tuple[List[Doc], Optional[List[Dict[str, List[int]]]]], TaggerOutput]:
     """Soft-prompt encoder with per-task softmax or CRF heads.
 
@@ -447,6 +475,9 @@ def build_soft_prompt_tagger(
         between overlapping windows.
     task_weights: weight of each task's loss in the sum.
     max_windows_per_step: windows per forward/backward pass (memory bound).
+    head_lr_scale: learning-rate multiplier for the layers trained from
+        scratch (prompt projections, heads, CRFs); the encoder gets the
+        optimiser's rate.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
@@ -455,7 +486,9 @@ def build_soft_prompt_tagger(
             raise ValueError(f"head for {task!r} must be one of {HEADS}, got {head!r}")
     if not 0 < stride <= window:
         raise ValueError(f"stride ({stride}) must be in (0, window={window}]")
-    shim = PyTorchShim(None, serialize_model=_serialize, deserialize_model=_deserialize)
+    if head_lr_scale <= 0:
+        raise ValueError(f"head_lr_scale must be positive, got {head_lr_scale}")
+    shim = SoftPromptShim(None, serialize_model=_serialize, deserialize_model=_deserialize, head_lr_scale=head_lr_scale)
     return Model(
         "soft_prompt_tagger",
         _forward,

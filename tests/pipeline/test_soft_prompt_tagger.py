@@ -197,3 +197,25 @@ def test_with_medspacy_context_through_pipe(trained, tmp_path):
     back = list(DocBin(docs=piped, store_user_data=True).get_docs(nlp.vocab))
     assert {s.text: s._.attributes for s in back[0].spans["mentions"]} == flags
     assert "is_negated" in doc_to_brat(piped[0])
+
+
+def test_head_lr_scale_speeds_up_new_layers_only():
+    """Heads, CRFs and prompt projections step ``head_lr_scale`` times as far
+    as the encoder; the encoder's steps do not change."""
+
+    def one_step(scale):
+        torch.manual_seed(0)
+        nlp = build({"model": {"head_lr_scale": scale}})
+        egs = examples(nlp)
+        nlp.initialize(lambda: egs)
+        module = nlp.get_pipe("ade").model.shims[0]._model
+        before = {n: p.detach().clone() for n, p in module.named_parameters()}
+        opt = registry.optimizers.get("clinie.Adamax.v1")(1e-4, L2=0.0, grad_clip=0.0)
+        nlp.update(egs, sgd=opt, drop=0.0)
+        return {n: float((p.detach() - before[n]).abs().max()) for n, p in module.named_parameters()}
+
+    plain, scaled = one_step(1.0), one_step(20.0)
+    head = "heads.concepts.weight"
+    enc = next(n for n in plain if n.startswith("encoder.") and n.endswith("query.weight"))
+    assert scaled[head] == pytest.approx(20 * plain[head], rel=1e-3)
+    assert scaled[enc] == pytest.approx(plain[enc], rel=1e-3)
