@@ -554,3 +554,48 @@ def test_head_lr_scale_must_be_positive():
     nlp = make_blank()
     with pytest.raises(ValueError, match="head_lr_scale"):
         nlp.add_pipe("clinie_relation_linker", config={"head_lr_scale": 0.0})
+
+
+def test_soft_prompt_tagger_linker_and_context_in_one_pipeline(tac_docs):
+    """The real tagger with seed 000's relation-aware task-2 tags, the linker
+    on the tagger's own mentions, and medspaCy ConText, through nlp.pipe.
+    Both trainable pipes read one relation representation, doc._.relations:
+    the tagger's B-X_rel / B-X_no_rel gold tags come from the same list the
+    linker learns from and writes."""
+    import torch
+    from spacy.tokens import Doc
+    from spacy.util import registry
+
+    from spacy_clinie.pipeline.context import add_context_pipes
+
+    torch.manual_seed(0)
+    nlp = make_blank()
+    tagger = nlp.add_pipe("clinie_soft_prompt_tagger", name="ade", config={"aux_task": "relations"})
+    nlp.add_pipe("clinie_relation_linker", config=linker_config(["AdverseReaction"], TAC_MODIFIERS))
+    add_context_pipes(nlp, sectionizer=False)
+    gold_docs = [Doc(nlp.vocab).from_bytes(d.to_bytes()) for d in tac_docs]  # one vocab, as a corpus reader gives
+    examples = [Example(nlp.make_doc(d.text), d) for d in gold_docs]
+    nlp.initialize(lambda: examples)
+
+    # task-2 tags: a mention is _rel exactly when a relation names it
+    related = {m for r in gold_docs[0]._.relations for m in (r["head"], r["tail"])}
+    aux = [tagger.tag_names["aux"][i] for i in tagger.gold_tags(examples[0])["aux"]]
+    mentions = list(gold_docs[0].spans[MENTIONS_KEY])
+    assert {s.text for s in mentions if s.id_ not in related} == {"Nausea"}
+    for span in mentions:
+        assert aux[span.start] == f"B-{span.label_}_{'rel' if span.id_ in related else 'no_rel'}"
+
+    optimizer = registry.optimizers.get("clinie.Adamax.v1")(1e-3, L2=0.0)
+    for _ in range(40):
+        nlp.update(examples, sgd=optimizer)
+    texts = [d.text for d in gold_docs]
+    piped = list(nlp.pipe(texts, batch_size=1))
+    assert [d._.relations for d in piped] == [d._.relations for d in (nlp(t) for t in texts)]
+    scores = evaluate_docs(gold_docs, piped, levels=("mention_strict", "relation"))
+    assert scores["mention_strict"]["micro"]["f"] > 0.8, scores["mention_strict"]["micro"]
+    # relations are found on the tagger's predicted mentions, not gold ones
+    assert scores["relation"]["micro"]["f"] > 0.7, scores["relation"]["micro"]
+    flagged = {s.text.lower(): s._.attributes for d in piped for s in d.spans[MENTIONS_KEY]}
+    assert flagged["hepatotoxicity"].get("is_negated") is True
+    back = list(DocBin(store_user_data=True, docs=piped).get_docs(nlp.vocab))
+    assert [d._.relations for d in back] == [d._.relations for d in piped]
