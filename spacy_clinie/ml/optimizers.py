@@ -1,5 +1,8 @@
 """Adamax (Kingma & Ba 2015, sec. 7.1), the optimiser of seed 000, as a
-thinc Optimizer so spaCy's training loop and the PyTorch shim can use it."""
+thinc Optimizer so spaCy's training loop and the PyTorch shim can use it;
+and ``ScaledOptimizer``, which gives layers trained from scratch a larger
+step than a pretrained encoder sharing the same optimiser."""
+from typing import Any
 
 from thinc.api import Optimizer
 from thinc.types import FloatsXd
@@ -53,3 +56,20 @@ def create_adamax(
         use_averages=use_averages,
         use_radam=False,
     )
+
+
+class ScaledOptimizer:
+    """``sgd`` with every update's learning rate multiplied by ``scale``
+    (thinc's per-update ``lr_scale``); schedules, moments and step counts stay
+    those of ``sgd``. Used for ``head_lr_scale``: new layers next to a
+    fine-tuned encoder, which keeps the plain rate."""
+
+    def __init__(self, sgd: Optimizer, scale: float) -> None:
+        self.sgd = sgd
+        self.scale = scale
+
+    def __call__(self, key: Any, weights: FloatsXd, gradient: FloatsXd, *, lr_scale: float = 1.0) -> Any:
+        return self.sgd(key, weights, gradient, lr_scale=lr_scale * self.scale)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sgd, name)

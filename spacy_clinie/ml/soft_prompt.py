@@ -32,6 +32,7 @@ from torch import nn
 
 from ..util import resolve_model_path
 from .crf import CRF
+from .optimizers import ScaledOptimizer
 
 STRATEGIES = ("full", "frozen")
 
@@ -353,12 +354,13 @@ class SoftPromptShim(PyTorchShim):
         self.head_lr_scale = head_lr_scale
 
     def finish_update(self, optimizer: Any) -> None:
+        scaled = ScaledOptimizer(optimizer, self.head_lr_scale)
         for name, torch_data in self._model.named_parameters():
             if torch_data.grad is None:
                 continue
             if not self._grad_scaler.found_inf:  # skip the update if a gradient overflowed
-                scale = 1.0 if name.startswith("encoder.") else self.head_lr_scale
-                param, _ = optimizer((self.id, name), torch2xp(torch_data.data), torch2xp(torch_data.grad), lr_scale=scale)
+                sgd = optimizer if name.startswith("encoder.") else scaled
+                param, _ = sgd((self.id, name), torch2xp(torch_data.data), torch2xp(torch_data.grad))
                 torch_data.data = xp2torch(param, requires_grad=True, device=torch_data.device)
             torch_data.grad.zero_()
         self._grad_scaler.update()

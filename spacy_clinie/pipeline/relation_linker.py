@@ -29,6 +29,7 @@ from thinc.types import Floats2d
 
 from ..extensions import MENTIONS_KEY, register_extensions
 from ..ml import rel_model  # noqa: F401  (registers the architectures)
+from ..ml.optimizers import ScaledOptimizer
 from ..scoring import MICRO, _set_counts, prf, relation_tuples
 
 DEFAULT_REL_MODEL_CONFIG = """
@@ -119,21 +120,6 @@ def make_relation_linker(
         head_lr_scale=head_lr_scale,
         scorer=scorer,
     )
-
-
-class _ScaledOptimizer:
-    """The optimiser, with every update's learning rate multiplied by
-    ``scale`` (thinc's ``lr_scale``); schedules and state stay shared."""
-
-    def __init__(self, sgd: Optimizer, scale: float) -> None:
-        self.sgd = sgd
-        self.scale = scale
-
-    def __call__(self, key: Any, weights: Any, gradient: Any, *, lr_scale: float = 1.0) -> Any:
-        return self.sgd(key, weights, gradient, lr_scale=lr_scale * self.scale)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.sgd, name)
 
 
 class RelationLinker(TrainablePipe):
@@ -349,7 +335,7 @@ class RelationLinker(TrainablePipe):
     def finish_update(self, sgd: Optimizer) -> None:
         """Update this pipe's layers at ``head_lr_scale`` times the rate (a
         shared transformer is updated by its own pipe at the plain rate)."""
-        self.model.finish_update(sgd if self.head_lr_scale == 1.0 else _ScaledOptimizer(sgd, self.head_lr_scale))
+        self.model.finish_update(sgd if self.head_lr_scale == 1.0 else ScaledOptimizer(sgd, self.head_lr_scale))
 
     def initialize(
         self,
