@@ -11,7 +11,6 @@ from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
 import pytest
-import srsly
 from spacy.tokens import DocBin
 from spacy.training import Example
 
@@ -460,7 +459,7 @@ def _trf_pipeline(encoder: str, tac_docs):
     from spacy_clinie.pipeline.context import add_context_pipes
 
     nlp = make_blank()
-    ruler = nlp.add_pipe("span_ruler", config={"spans_key": MENTIONS_KEY, "annotate_ents": False, "phrase_matcher_attr": "LOWER"})
+    nlp.add_pipe("span_ruler", config={"spans_key": MENTIONS_KEY, "annotate_ents": False, "phrase_matcher_attr": "LOWER"})
     patterns = {(s.label_, s.text.lower()) for d in tac_docs for s in d.spans[MENTIONS_KEY]}
     nlp.add_pipe(
         "transformer",
