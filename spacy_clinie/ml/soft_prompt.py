@@ -366,7 +366,6 @@ class SoftPromptShim(PyTorchShim):
         self._grad_scaler.update()
 
 
-
 def _serialize(module: Optional[SoftPromptModule]) -> bytes:
     """HF config + tokenizer files + tags/prompts + state dict, in one tar."""
     if module is None:
