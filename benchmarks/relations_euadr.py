@@ -34,6 +34,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import torch  # noqa: E402
+from spacy.cli._util import parse_config_overrides  # noqa: E402
 from spacy.language import Language  # noqa: E402
 from spacy.tokens import Doc  # noqa: E402
 from spacy.training import Example  # noqa: E402
@@ -63,6 +64,12 @@ def make_folds(docs: Sequence[Doc], n_folds: int, seed: int) -> List[List[int]]:
     for key in keys:
         min(folds, key=len).extend(groups[key])
     return [sorted(f) for f in folds]
+
+
+def split_off(docs: Sequence[Doc], held: Sequence[int]) -> Tuple[List[Doc], List[Doc]]:
+    """(the docs not in ``held``, the docs in ``held``), each in corpus order."""
+    held_set = set(held)
+    return [d for i, d in enumerate(docs) if i not in held_set], [docs[i] for i in held]
 
 
 def cooccurrence(doc: Doc) -> Doc:
@@ -145,31 +152,14 @@ def select_epochs(
     inner = make_folds(train, n_inner, seed)
     gold: List[Doc] = []
     preds: Dict[int, List[Doc]] = {e: [] for e in candidates}
-    for k, held in enumerate(inner):
-        held_set = set(held)
-        fit = [train[i] for i in range(len(train)) if i not in held_set]
-        dev = [train[i] for i in held]
+    for held in inner:
+        fit, dev = split_off(train, held)
         for epoch, docs in train_and_predict(config_path, fit, dev, seed, overrides, candidates).items():
             preds[epoch].extend(docs)
         gold.extend(dev)
     scores = {e: evaluate_docs(gold, preds[e], levels=("relation",))["relation"]["micro"]["f"] for e in candidates}
     best = max(sorted(candidates), key=lambda e: scores[e])  # max keeps the first of equal scores
     return best, scores
-
-
-def parse_overrides(items: Sequence[str]) -> Dict[str, Any]:
-    """``section.key=value`` pairs; values are JSON where they parse (numbers,
-    lists, true/false), else strings, as on spaCy's command line."""
-    out: Dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--set expects section.key=value, got {item!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
 
 
 def fmt_table(name: str, scores: Dict) -> List[str]:
@@ -206,7 +196,7 @@ def main(argv=None) -> int:
     docs = load_docs(args.corpus)
     folds = make_folds(docs, args.folds, args.seed)
     print(f"{len(docs)} sentences, {sum(len(d._.relations) for d in docs)} relations, fold sizes {[len(f) for f in folds]}")
-    overrides = parse_overrides(args.set)
+    overrides = parse_config_overrides([f"--{item}" for item in args.set])
     if args.epochs:
         overrides["training.max_epochs"] = args.epochs
     candidates = sorted({int(e) for e in args.select_epochs.split(",") if e.strip()})
@@ -219,8 +209,7 @@ def main(argv=None) -> int:
     per_fold: Dict[str, List[float]] = {k: [] for k in systems}
     start = time.time()
     for k, test_idx in enumerate(folds[:n_run]):
-        test = [docs[i] for i in test_idx]
-        train = [docs[i] for i in range(len(docs)) if i not in set(test_idx)]
+        train, test = split_off(docs, test_idx)
         print(f"fold {k + 1}/{args.folds}: train {len(train)} test {len(test)}", flush=True)
         t0 = time.time()
         fold_overrides = dict(overrides)

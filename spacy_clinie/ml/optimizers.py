@@ -2,7 +2,7 @@
 thinc Optimizer so spaCy's training loop and the PyTorch shim can use it;
 and ``ScaledOptimizer``, which gives layers trained from scratch a larger
 step than a pretrained encoder sharing the same optimiser."""
-from typing import Any
+from typing import Any, Callable, Optional, Tuple
 
 from thinc.api import Optimizer
 from thinc.types import FloatsXd
@@ -59,17 +59,21 @@ def create_adamax(
 
 
 class ScaledOptimizer:
-    """``sgd`` with every update's learning rate multiplied by ``scale``
+    """``sgd`` with the learning rate of every update whose parameter key
+    ``scales(key)`` accepts (all of them by default) multiplied by ``scale``
     (thinc's per-update ``lr_scale``); schedules, moments and step counts stay
     those of ``sgd``. Used for ``head_lr_scale``: new layers next to a
     fine-tuned encoder, which keeps the plain rate."""
 
-    def __init__(self, sgd: Optimizer, scale: float) -> None:
+    def __init__(self, sgd: Optimizer, scale: float, scales: Optional[Callable[[Tuple[int, str]], bool]] = None) -> None:
         self.sgd = sgd
         self.scale = scale
+        self.scales = scales
 
-    def __call__(self, key: Any, weights: FloatsXd, gradient: FloatsXd, *, lr_scale: float = 1.0) -> Any:
-        return self.sgd(key, weights, gradient, lr_scale=lr_scale * self.scale)
+    def __call__(self, key: Tuple[int, str], weights: FloatsXd, gradient: FloatsXd, *, lr_scale: float = 1.0) -> Any:
+        if self.scales is None or self.scales(key):
+            lr_scale *= self.scale
+        return self.sgd(key, weights, gradient, lr_scale=lr_scale)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.sgd, name)

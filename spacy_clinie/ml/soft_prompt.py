@@ -27,7 +27,7 @@ import srsly
 import torch
 from spacy.tokens import Doc
 from spacy.util import registry
-from thinc.api import ArgsKwargs, Model, PyTorchShim, get_torch_default_device, torch2xp, xp2torch
+from thinc.api import ArgsKwargs, Model, PyTorchShim, get_torch_default_device
 from torch import nn
 
 from ..util import resolve_model_path
@@ -354,16 +354,12 @@ class SoftPromptShim(PyTorchShim):
         self.head_lr_scale = head_lr_scale
 
     def finish_update(self, optimizer: Any) -> None:
-        scaled = ScaledOptimizer(optimizer, self.head_lr_scale)
-        for name, torch_data in self._model.named_parameters():
-            if torch_data.grad is None:
-                continue
-            if not self._grad_scaler.found_inf:  # skip the update if a gradient overflowed
-                sgd = optimizer if name.startswith("encoder.") else scaled
-                param, _ = sgd((self.id, name), torch2xp(torch_data.data), torch2xp(torch_data.grad))
-                torch_data.data = xp2torch(param, requires_grad=True, device=torch_data.device)
-            torch_data.grad.zero_()
-        self._grad_scaler.update()
+        # thinc keys a shim's parameters (shim id, torch parameter name)
+        super().finish_update(ScaledOptimizer(optimizer, self.head_lr_scale, scales=_not_encoder))
+
+
+def _not_encoder(key: Tuple[int, str]) -> bool:
+    return not key[1].startswith("encoder.")
 
 
 def _serialize(module: Optional[SoftPromptModule]) -> bytes:

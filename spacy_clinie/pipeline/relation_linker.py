@@ -335,7 +335,7 @@ class RelationLinker(TrainablePipe):
     def finish_update(self, sgd: Optimizer) -> None:
         """Update this pipe's layers at ``head_lr_scale`` times the rate (a
         shared transformer is updated by its own pipe at the plain rate)."""
-        self.model.finish_update(sgd if self.head_lr_scale == 1.0 else ScaledOptimizer(sgd, self.head_lr_scale))
+        self.model.finish_update(ScaledOptimizer(sgd, self.head_lr_scale))
 
     def initialize(
         self,
