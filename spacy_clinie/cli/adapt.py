@@ -37,7 +37,7 @@ def adapt_cli(
     tau: float = Opt(0.05, "--tau", help="Per-token loss below which an LLM annotation counts as clean."),
     n_iter: int = Opt(2, "--n-iter", help="Maximum SALA iterations."),
     epochs: int = Opt(3, "--epochs", help="Fine-tuning epochs over the LLM annotations per iteration."),
-    learn_rate: float = Opt(2e-5, "--learn-rate", help="Adamax learning rate for fine-tuning."),
+    learn_rate: float = Opt(2e-5, "--learn-rate", help="Constant learning rate for fine-tuning, with the optimiser of the pipeline's training config."),
     batch_size: int = Opt(8, "--batch-size", help="Units per fine-tuning step."),
     rehearsal: float = Opt(1.0, "--rehearsal", help="Also fine-tune on this many x K of the most confident pseudo-labelled units, against forgetting (0: seed 001 as published)."),
     max_docs: int = Opt(0, "--max-docs", help="Use only the first N target docs (0: all)."),

@@ -80,7 +80,7 @@ def refine_cli(
     dev: Optional[Path] = Opt(None, "--dev", help="Gold .spacy dev split for the forgetting guard (default: hold out --dev-fraction of the feedback).", exists=True, dir_okay=False),
     dev_fraction: float = Opt(0.2, "--dev-fraction", help="Share of feedback instances held out when --dev is not given."),
     epochs: int = Opt(2, "--epochs", "-n", help="Epochs over the feedback (seed 000: 2)."),
-    learning_rate: float = Opt(5e-5, "--learning-rate", "--lr", help="Adamax learning rate."),
+    learning_rate: float = Opt(5e-5, "--learning-rate", "--lr", help="Constant learning rate, with the optimiser of the pipeline's training config."),
     batch_size: int = Opt(8, "--batch-size", help="Instances per update."),
     seed: int = Opt(0, "--seed", help="Shuffling and dev hold-out seed."),
     metric: str = Opt("mention_strict", "--metric", help="Evaluation level whose micro F1 the guard watches."),

@@ -27,9 +27,9 @@ import spacy
 from spacy.language import Language
 from spacy.tokens import Doc, DocBin, Span
 from spacy.training import Example
-from spacy.util import registry
 
 from ..extensions import MENTIONS_KEY, register_extensions
+from ..ml.optimizers import retraining_optimizer
 from .confidence import unit_entropy, units
 from .demos import lowest_entropy
 
@@ -261,7 +261,7 @@ class SalaRun:
         keys = sorted(self.state["annotations"])
         examples = [self.unit_example(nlp, key) for key in keys]
         examples += [self.unit_example(nlp, key, "rehearsal") for key in sorted(self.state.get("rehearsal", {}))]
-        opt = registry.optimizers.get("clinie.Adamax.v1")(self.learn_rate)
+        opt = retraining_optimizer(nlp, self.learn_rate)
         rng = random.Random(self.seed + it)
         bar = self.progress(f"iteration {it}: fine-tuning", self.epochs * len(examples)) if self.progress else None
         for _ in range(self.epochs):

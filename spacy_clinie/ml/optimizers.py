@@ -1,9 +1,13 @@
 """Adamax (Kingma & Ba 2015, sec. 7.1), the optimiser of seed 000, as a
 thinc Optimizer so spaCy's training loop and the PyTorch shim can use it;
-and ``ScaledOptimizer``, which gives layers trained from scratch a larger
-step than a pretrained encoder sharing the same optimiser."""
+``ScaledOptimizer``, which gives layers trained from scratch a larger step
+than a pretrained encoder sharing the same optimiser; and
+``retraining_optimizer``, the optimiser of a pipeline's own training config
+for the short retraining loops (``clinie refine``, ``clinie adapt``)."""
+import copy
 from typing import Any, Callable, Optional, Tuple
 
+from spacy.language import Language
 from thinc.api import Optimizer
 from thinc.types import FloatsXd
 from spacy.util import registry
@@ -77,3 +81,17 @@ class ScaledOptimizer:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.sgd, name)
+
+
+def retraining_optimizer(nlp: Language, learn_rate: float) -> Optimizer:
+    """The optimiser in ``nlp``'s ``[training.optimizer]`` (what the pipeline
+    was trained with: Adam for the CPU config, seed 000's Adamax for the GPU
+    one) at a constant ``learn_rate``. Retraining on a few hundred reviewed or
+    LLM-annotated sentences is far shorter than the training schedule's
+    warm-up and decay, so the schedule is not reused. A pipeline whose config
+    has no optimiser block gets spaCy's default (Adam)."""
+    block = copy.deepcopy(dict(nlp.config.get("training", {}).get("optimizer") or {}))
+    if not block:
+        block = {"@optimizers": "Adam.v1"}
+    block["learn_rate"] = float(learn_rate)
+    return registry.resolve({"optimizer": block})["optimizer"]

@@ -19,8 +19,9 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 from spacy.language import Language
 from spacy.tokens import Doc
 from spacy.training import Example
-from spacy.util import minibatch, registry
+from spacy.util import minibatch
 
+from ..ml.optimizers import retraining_optimizer
 from ..scoring import evaluate_docs
 from .export import feedback_docs
 from .session import find_tagger
@@ -105,7 +106,8 @@ def refine(
     dev: gold docs or a ``.spacy`` path for the forgetting guard; default: a
         seeded ``dev_fraction`` of the feedback instances.
     epochs, learning_rate, batch_size, dropout, seed: the update loop
-        (seed 000 retrains for 2 epochs with Adamax).
+        (seed 000 retrains for 2 epochs). The optimiser is the one in the
+        pipeline's own training config, at the constant ``learning_rate``.
     metric: evaluation level whose micro F1 the guard watches.
     after_epoch: called as ``after_epoch(nlp, epoch)`` after each epoch's
         updates, before the checkpoint is saved and scored: for custom
@@ -145,8 +147,7 @@ def refine(
     log(f"epoch 0 (starting model): dev {metric} F1 {start_f:.4f}")
 
     rng = random.Random(seed)
-    make_optimizer = registry.optimizers.get("clinie.Adamax.v1")
-    optimizer = make_optimizer(learning_rate, L2=0.0)
+    optimizer = retraining_optimizer(nlp, learning_rate)
     for epoch in range(1, epochs + 1):
         losses: Dict[str, float] = {}
         order = list(examples)
@@ -171,7 +172,7 @@ def refine(
             )
             decision = "reverted"
             nlp = spacy.load(best_path)
-            optimizer = make_optimizer(learning_rate, L2=0.0)  # moments belonged to the dropped weights
+            optimizer = retraining_optimizer(nlp, learning_rate)  # moments belonged to the dropped weights
         log(f"epoch {epoch}: loss {loss:.4f}; {detail}")
         result.epochs.append(EpochResult(epoch, loss, f, str(checkpoint), decision, detail))
 
