@@ -6,9 +6,11 @@ from thinc.api import Optimizer
 
 from spacy_clinie.ml.optimizers import Adamax, retraining_optimizer
 
+from ..conftest import ROOT
+
 
 def test_retraining_optimizer_follows_the_cpu_config():
-    config = load_config("configs/ade_cpu.cfg")
+    config = load_config(ROOT / "configs" / "ade_cpu.cfg")
     nlp = spacy.blank("en")
     nlp.config["training"]["optimizer"] = config["training"]["optimizer"]
     opt = retraining_optimizer(nlp, 3e-5)
@@ -24,7 +26,7 @@ def test_retraining_optimizer_follows_the_cpu_config():
 
 
 def test_retraining_optimizer_keeps_seed_000_adamax():
-    config = load_config("configs/ade_gpu.cfg")
+    config = load_config(ROOT / "configs" / "ade_gpu.cfg")
     nlp = spacy.blank("en")
     nlp.config["training"]["optimizer"] = config["training"]["optimizer"]
     opt = retraining_optimizer(nlp, 1e-5)
