@@ -13,7 +13,6 @@ always marked). The priors come only from the files after the predictions.
 """
 import argparse
 import json
-import re
 from collections import Counter, defaultdict
 from typing import Callable, Dict, Iterable, List, Sequence
 
@@ -25,10 +24,6 @@ from spacy_clinie.readers.tac_onsides import ADR_LABEL, project_strings
 from spacy_clinie.scoring import evaluate_docs, normalize_string
 
 LEVELS = ("mention_strict", "mention_relaxed", "reaction")
-
-
-def _pattern(s: str) -> "re.Pattern[str]":
-    return re.compile(r"(?<!\w)" + re.escape(s) + r"(?!\w)")
 
 
 class Priors:
@@ -46,8 +41,7 @@ class Priors:
 
     def occurs(self, s: str) -> int:
         if s not in self._occurs:
-            pattern = _pattern(s)
-            self._occurs[s] = sum(1 for t in self.texts if s in t and pattern.search(t))
+            self._occurs[s] = sum(1 for t in self.texts if s in t and project_strings(t, [s]))
         return self._occurs[s]
 
 
@@ -79,9 +73,9 @@ def majority(threshold: float) -> Callable[[Doc], Doc]:
         by_string = defaultdict(list)
         for span in pred.spans[MENTIONS_KEY]:
             by_string[normalize_string(span.text)].append(span)
-        lowered, keep = pred.text.lower(), []
+        keep = []
         for s, spans in by_string.items():
-            n = len(_pattern(s).findall(lowered)) or len(spans)
+            n = len(project_strings(pred.text, [s])) or len(spans)
             if len(spans) / n >= threshold:
                 keep.extend(spans)
         return _with_spans(pred, keep)
