@@ -32,7 +32,7 @@ class Priors:
 
     def __init__(self, docs: Iterable[Doc]) -> None:
         docs = list(docs)
-        self.texts = [d.text.lower() for d in docs]
+        self.texts = [d.text for d in docs]
         self.annotated: Counter = Counter()
         for d in docs:
             strings = {normalize_string(r["str"]) for r in d._.reactions or [] if r.get("start") is not None}
@@ -41,7 +41,7 @@ class Priors:
 
     def occurs(self, s: str) -> int:
         if s not in self._occurs:
-            self._occurs[s] = sum(1 for t in self.texts if s in t and project_strings(t, [s]))
+            self._occurs[s] = sum(1 for t in self.texts if project_strings(t, [s]))
         return self._occurs[s]
 
 
