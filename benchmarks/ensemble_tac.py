@@ -23,7 +23,7 @@ from pathlib import Path
 import spacy
 from spacy.tokens import DocBin
 
-from spacy_clinie.convert import load_docs
+from spacy_clinie.convert import load_docs, unannotated
 from spacy_clinie.pipeline.ensemble import Ensemble
 from spacy_clinie.scoring import evaluate_docs
 from spacy_clinie.tokenizer import make_blank
@@ -66,7 +66,7 @@ def main() -> None:
     rules = args.voting or ["hard", "soft:0.5"]
     gold = load_docs(args.gold)
     words = sum(len(d) for d in gold)
-    docs = [nlp.make_doc(g.text) for g in gold]
+    docs = list(unannotated(nlp, gold))
     out_dir = Path(args.output_dir) if args.output_dir else None
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -90,13 +90,11 @@ def main() -> None:
         saved = dict(ens.cfg)
         ens.cfg.update(cfg)
         try:
-            preds = [nlp.make_doc(g.text) for g in gold]
+            preds = list(unannotated(nlp, gold))
             ens.set_annotations(preds, predictions)
         finally:
             ens.cfg.clear()
             ens.cfg.update(saved)
-        for g, p in zip(gold, preds):
-            p._.doc_id, p._.label_id, p._.section = g._.doc_id, g._.label_id, g._.section
         return preds
 
     header = f"{'system':<24} {'strict P/R/F1':<22} {'relaxed F1':<11} {'reaction P/R/F1':<22} words/s"

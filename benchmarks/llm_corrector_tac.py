@@ -18,15 +18,11 @@ import spacy
 from spacy.tokens import DocBin
 from spacy.training import Example
 
-from spacy_clinie.convert import load_docs
+from spacy_clinie.convert import load_docs, unannotated
+from spacy_clinie.extensions import copy_doc_meta
 from spacy_clinie.scoring import compare_systems, evaluate_docs
 
 LEVELS = ("mention_strict", "mention_relaxed", "reaction")
-
-
-def copy_meta(gold, preds):
-    for g, p in zip(gold, preds):
-        p._.doc_id, p._.label_id, p._.section = g._.doc_id, g._.label_id, g._.section
 
 
 def main() -> None:
@@ -52,8 +48,7 @@ def main() -> None:
     if args.tagged:
         tagged = list(DocBin().from_disk(args.tagged).get_docs(nlp.vocab))[: len(gold)]
     else:
-        tagged = list(nlp.pipe((d.text for d in gold), batch_size=8))
-        copy_meta(gold, tagged)
+        tagged = list(nlp.pipe(unannotated(nlp, gold), batch_size=8))
         DocBin(docs=tagged, store_user_data=True).to_disk(args.output.replace(".spacy", ".tagger.spacy"))
     t_tag = time.perf_counter() - t0
     assert all(d._.tag_entropy for d in tagged), "tagger output has no doc._.tag_entropy (store_entropy off?)"
@@ -83,7 +78,8 @@ def main() -> None:
         if n % 5 == 0:
             print(f"{n}/{len(tagged)} docs, {pipe.task.totals['prompted']} prompts, {time.perf_counter() - t0:.0f}s", flush=True)
     t_llm = time.perf_counter() - t0
-    copy_meta(gold, corrected)
+    for g, c in zip(gold, corrected):
+        copy_doc_meta(g, c)
     DocBin(docs=corrected, store_user_data=True).to_disk(args.output)
 
     s_tag = evaluate_docs(gold, tagged, levels=LEVELS)

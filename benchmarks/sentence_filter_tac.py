@@ -28,7 +28,7 @@ import spacy
 from spacy.tokens import DocBin
 from spacy.training import Example
 
-from spacy_clinie.convert import load_docs
+from spacy_clinie.convert import load_docs, unannotated
 from spacy_clinie.pipeline.sentence_filter import score_sentence_filter
 from spacy_clinie.readers.sentences import sentence_examples
 from spacy_clinie.scoring import evaluate_docs, format_table
@@ -85,10 +85,8 @@ def tag(args: argparse.Namespace) -> None:
         gold = gold[: args.limit]
     words = sum(len(d) for d in gold)
     start, cpu = time.perf_counter(), time.process_time()
-    preds = list(nlp.pipe((d.text for d in gold), batch_size=args.batch_size))
+    preds = list(nlp.pipe(unannotated(nlp, gold), batch_size=args.batch_size))
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
-    for g, p in zip(gold, preds):
-        p._.doc_id, p._.label_id, p._.section = g._.doc_id, g._.label_id, g._.section
     if args.output:
         DocBin(docs=preds, store_user_data=True).to_disk(args.output)
     scores = evaluate_docs(gold, preds, levels=("mention_strict", "mention_relaxed", "reaction"))

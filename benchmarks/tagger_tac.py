@@ -15,7 +15,8 @@ import time
 import spacy
 from spacy.tokens import DocBin
 
-from spacy_clinie.convert import load_docs
+from spacy_clinie.convert import load_docs, unannotated
+from spacy_clinie.extensions import copy_doc_meta
 from spacy_clinie.scoring import evaluate_docs, format_table
 
 
@@ -27,6 +28,7 @@ def main() -> None:
     parser.add_argument("--n-process", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--gpu-id", type=int, default=-1)
+    parser.add_argument("--plain-text", action="store_true", help="run on the bare texts, without doc._.section etc.")
     args = parser.parse_args()
     if args.gpu_id >= 0:
         spacy.require_gpu(args.gpu_id)
@@ -34,10 +36,13 @@ def main() -> None:
     gold = load_docs(args.gold)
     words = sum(len(d) for d in gold)
     start = time.perf_counter()
-    preds = list(nlp.pipe((d.text for d in gold), batch_size=args.batch_size, n_process=args.n_process))
+    inputs = unannotated(nlp, gold)
+    if args.plain_text:  # no section, as for notes that have none
+        inputs = (nlp.make_doc(d.text) for d in gold)
+    preds = list(nlp.pipe(inputs, batch_size=args.batch_size, n_process=args.n_process))
     elapsed = time.perf_counter() - start
     for g, p in zip(gold, preds):
-        p._.doc_id, p._.label_id, p._.section = g._.doc_id, g._.label_id, g._.section
+        copy_doc_meta(g, p)
     DocBin(docs=preds, store_user_data=True).to_disk(args.output)
     scores = evaluate_docs(gold, preds, levels=("mention_strict", "mention_relaxed", "reaction"))
     print(f"{args.model}: {len(gold)} docs, {words} words in {elapsed:.0f}s = {words / elapsed:,.0f} words/s (n_process={args.n_process})")

@@ -54,6 +54,10 @@ DOC_EXTENSIONS: Dict[str, Any] = {
     "llm_corrections": None,
 }
 
+# Facts about the input document rather than annotations: they travel with
+# a text into a pipeline (the tagger's ``context`` reads the section).
+DOC_META = ("doc_id", "label_id", "section")
+
 SPAN_FIELDS: Dict[str, Callable[[], Any]] = {
     "fragments": lambda: None,
     "meddra": lambda: None,
@@ -158,3 +162,11 @@ def set_mention_attrs(doc: Doc, mention_id: str, **attrs: Optional[Any]) -> None
     for key, value in attrs.items():
         if value is not None:
             entry[key] = value
+
+
+def copy_doc_meta(src: Doc, dst: Doc) -> Doc:
+    """Give ``dst`` the ``DOC_META`` values of ``src``; returns ``dst``."""
+    register_extensions()
+    for name in DOC_META:
+        dst._.set(name, src._.get(name))
+    return dst

@@ -5,7 +5,7 @@ import srsly
 import typer
 from spacy.tokens import Doc
 
-from ..convert import load_docs
+from ..convert import load_docs, unannotated
 from ..errors import FormatError
 from ..scoring import compare_systems, evaluate_docs, format_table
 from ..scoring_meddra import evaluate_meddra, format_meddra_table, seen_pt_ids
@@ -23,11 +23,8 @@ def predictions(source: str, gold: List[Doc], *, gpu_id: int = -1, batch_size: i
     if gpu_id >= 0:
         spacy.require_gpu(gpu_id)
     nlp = spacy.load(source)
-    out = []
-    for g, doc in zip(gold, tqdm(nlp.pipe((d.text for d in gold), batch_size=batch_size), total=len(gold), desc="predicting", unit="doc")):
-        doc._.doc_id, doc._.label_id, doc._.section = g._.doc_id, g._.label_id, g._.section
-        out.append(doc)
-    return out
+    docs = nlp.pipe(unannotated(nlp, gold), batch_size=batch_size)
+    return list(tqdm(docs, total=len(gold), desc="predicting", unit="doc"))
 
 
 @app.command("evaluate")

@@ -12,11 +12,18 @@ Documents longer than the encoder's window are cut into overlapping windows
 of whole words; each word takes its prediction from the window in which it is
 farthest from an edge. The window budget accounts for the prompt.
 
+Optionally every window also sees a short text about its doc (``context``,
+a Doc extension such as ``section``), between the prompt and the words like
+BERT's first segment: ``[CLS] prompt context [SEP] words [SEP]``. A drug
+label's sections follow different annotation conventions; the context lets
+one model learn them without guessing the section from the window.
+
 The torch module, the tokenizer and the Hugging Face config are serialised
 together, so a saved pipeline loads without the original weights.
 """
 import io
 import os
+import random
 import tarfile
 import tempfile
 from dataclasses import dataclass
@@ -96,8 +103,9 @@ class SoftPromptModule(nn.Module):
     def max_prompt_len(self) -> int:
         return max(len(getattr(self, f"prompt_ids_{i}")) for i in range(len(self.prompt_keys)))
 
-    def _encode(self, i: int, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
-        """Word-level hidden states (N, W, H) for prompt group ``i``."""
+    def embed(self, i: int, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor, int]:
+        """Input embeddings and attention mask with prompt group ``i``'s
+        projected prompt after ``[CLS]``, and the prompt's length."""
         emb_layer = self.encoder.get_input_embeddings()
         ids, mask = batch["ids_full"], batch["mask_full"]
         emb = emb_layer(ids)
@@ -107,6 +115,11 @@ class SoftPromptModule(nn.Module):
             prompt = self.proj[str(i)](emb_layer(prompt_ids)).unsqueeze(0).expand(ids.shape[0], -1, -1)
             emb = torch.cat([emb[:, :1], prompt, emb[:, 1:]], dim=1)
             mask = torch.cat([mask[:, :1], torch.ones(ids.shape[0], P, dtype=mask.dtype, device=mask.device), mask[:, 1:]], dim=1)
+        return emb, mask, P
+
+    def _encode(self, i: int, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """Word-level hidden states (N, W, H) for prompt group ``i``."""
+        emb, mask, P = self.embed(i, batch)
         hidden = self.encoder(inputs_embeds=emb, attention_mask=mask).last_hidden_state
         pos = batch["word_pos"] + 1 + P  # skip [CLS] and the prompt
         return hidden.gather(1, pos.unsqueeze(2).expand(-1, -1, hidden.shape[2]))
@@ -206,6 +219,28 @@ def make_windows(pieces: List[List[int]], doc_index: int, budget: int, stride: i
     return out
 
 
+def context_ids(
+    tokenizer: Any, docs: Sequence[Any], name: Optional[str], max_len: int, drop: float = 0.0
+) -> Optional[List[List[int]]]:
+    """Per doc, the subword ids of ``doc._.<name>`` (at most ``max_len``)
+    followed by ``[SEP]``; just ``[SEP]`` for a doc without one, or, with
+    probability ``drop``, in training, so that such docs are seen too.
+    ``docs`` may hold token lists (the sentence filter's views)."""
+    if not name:
+        return None
+    if not Doc.has_extension(name):
+        raise ValueError(f"context {name!r} is not a registered Doc extension (doc._.{name})")
+    out = []
+    for doc in docs:
+        owner = doc if isinstance(doc, Doc) else (doc[0].doc if len(doc) else None)
+        text = owner._.get(name) if owner is not None else None
+        ids: List[int] = []
+        if isinstance(text, str) and text.strip() and not (drop and random.random() < drop):
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"][:max_len]
+        out.append(ids + [tokenizer.sep_token_id])
+    return out
+
+
 def collate(
     module: SoftPromptModule,
     pieces: List[List[List[int]]],
@@ -213,11 +248,15 @@ def collate(
     budget: int,
     gold: Optional[List[Dict[str, List[int]]]],
     device: torch.device,
+    context: Optional[List[List[int]]] = None,
 ) -> Dict[str, Any]:
+    """Padded id, mask and word-position tensors for ``windows``: ``[CLS]``
+    (context ids) words ``[SEP]``; the prompt goes in at embedding time."""
     tok = module.tokenizer
     cls_id, sep_id, pad_id = tok.cls_token_id, tok.sep_token_id, tok.pad_token_id or 0
     N = len(windows)
-    max_sub = max(sum(min(len(pieces[w.doc][i]), budget) for i in w.words) for w in windows)
+    ctx = [context[w.doc] if context is not None else [] for w in windows]
+    max_sub = max(len(c) + sum(min(len(pieces[w.doc][i]), budget) for i in w.words) for c, w in zip(ctx, windows))
     max_words = max(len(w.words) for w in windows)
     ids = torch.full((N, max_sub + 2), pad_id, dtype=torch.long)
     mask = torch.zeros((N, max_sub + 2), dtype=torch.long)
@@ -226,8 +265,8 @@ def collate(
     tasks = module.tasks
     gold_t = {t: torch.full((N, max_words), -100, dtype=torch.long) for t in tasks} if gold is not None else None
     for n, w in enumerate(windows):
-        pos = 0
-        row = [cls_id]
+        pos = len(ctx[n])
+        row = [cls_id] + ctx[n]
         for j, i in enumerate(w.words):
             piece = pieces[w.doc][i][:budget]
             word_pos[n, j] = pos
@@ -301,13 +340,16 @@ def run_batch(
     if not windows:  # only empty or whitespace docs
         tags, probs = _stitch(module, docs, [], {t: ([], None) for t in module.tasks})
         return TaggerOutput(loss=0.0 if gold is not None else None, tags=tags, probs=probs), lambda d_loss: None
+    context = context_ids(
+        module.tokenizer, docs, model.attrs["context"], model.attrs["context_len"], model.attrs["context_dropout"] if is_train else 0.0
+    )
     device = shim.device
     loss_total = 0.0
     chunk = model.attrs["max_windows_per_step"]
     decoded_all: Dict[str, Any] = {}
     for k in range(0, len(windows), chunk):
         part = windows[k : k + chunk]
-        batch = collate(module, pieces, part, budget, gold, device)
+        batch = collate(module, pieces, part, budget, gold, device, context)
         batch["task_weights"] = model.attrs["task_weights"]
         batch["decode"] = gold is None
         if is_train:
@@ -438,12 +480,16 @@ def _check_budget(model: Model, module: SoftPromptModule) -> None:
     # RoBERTa-style models reserve padding_idx + 1 positions
     if module.encoder.config.model_type in ("roberta", "xlm-roberta", "camembert"):
         max_pos -= 2
-    needed = model.attrs["budget"] + module.max_prompt_len + 2
+    ctx = model.attrs["context_len"] + 1 if model.attrs["context"] else 0
+    needed = model.attrs["budget"] + module.max_prompt_len + ctx + 2
     if needed > max_pos:
         raise ValueError(
-            f"window ({model.attrs['budget']}) + longest prompt ({module.max_prompt_len}) + 2 special tokens = "
-            f"{needed} exceeds the encoder's {max_pos} positions: lower `window` or shorten the prompts."
+            f"window ({model.attrs['budget']}) + longest prompt ({module.max_prompt_len}) + context ({ctx}) "
+            f"+ 2 special tokens = {needed} exceeds the encoder's {max_pos} positions: lower `window` or "
+            "shorten the prompts or the context."
         )
+    if model.attrs["context"] and not Doc.has_extension(model.attrs["context"]):
+        raise ValueError(f"context {model.attrs['context']!r} is not a registered Doc extension (doc._.{model.attrs['context']})")
 
 
 @registry.architectures("clinie.SoftPromptTagger.v1")
@@ -458,6 +504,9 @@ def build_soft_prompt_tagger(
     task_weights: Dict[str, float] = {"concepts": 1.0, "aux": 0.5},
     max_windows_per_step: int = 16,
     head_lr_scale: float = 1.0,
+    context: Optional[str] = None,
+    context_len: int = 16,
+    context_dropout: float = 0.0,
 ) -> Model[Tuple[List[Doc], Optional[List[Dict[str, List[int]]]]], TaggerOutput]:
     """Soft-prompt encoder with per-task softmax or CRF heads.
 
@@ -475,6 +524,11 @@ def build_soft_prompt_tagger(
     head_lr_scale: learning-rate multiplier for the layers trained from
         scratch (prompt projections, heads, CRFs); the encoder gets the
         optimiser's rate.
+    context: a Doc extension (e.g. ``section``) whose text every window of
+        the doc sees after the prompt; docs without it get none.
+    context_len: at most this many subwords of it (the budget accounts for it).
+    context_dropout: in training, the share of docs shown without their
+        context, so that docs without one (plain notes) stay well served.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
@@ -485,6 +539,10 @@ def build_soft_prompt_tagger(
         raise ValueError(f"stride ({stride}) must be in (0, window={window}]")
     if head_lr_scale <= 0:
         raise ValueError(f"head_lr_scale must be positive, got {head_lr_scale}")
+    if context_len < 1:
+        raise ValueError(f"context_len must be at least 1, got {context_len}")
+    if not 0.0 <= context_dropout < 1.0:
+        raise ValueError(f"context_dropout must be in [0, 1), got {context_dropout}")
     shim = SoftPromptShim(None, serialize_model=_serialize, deserialize_model=_deserialize, head_lr_scale=head_lr_scale)
     return Model(
         "soft_prompt_tagger",
@@ -501,5 +559,8 @@ def build_soft_prompt_tagger(
             "dropout": dropout,
             "task_weights": dict(task_weights),
             "max_windows_per_step": max_windows_per_step,
+            "context": context or None,
+            "context_len": context_len,
+            "context_dropout": context_dropout,
         },
     )

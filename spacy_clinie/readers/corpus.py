@@ -3,13 +3,14 @@ can read the source formats directly (``[corpora.train] @readers =
 "clinie.TacOnsidesCorpus.v1"``). Most projects convert once with
 ``clinie convert`` and train from the ``.spacy`` files instead."""
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Optional
 
 from spacy.language import Language
 from spacy.tokens import Doc
-from spacy.training import Example
+from spacy.training import Corpus, Example
 from spacy.util import registry
 
+from ..extensions import copy_doc_meta
 from .brat import read_brat_dir
 from .euadr import read_euadr
 from .tac_onsides import read_onsides
@@ -20,7 +21,29 @@ def _examples(nlp: Language, docs: Iterable[Doc], limit: int) -> Iterator[Exampl
     for i, doc in enumerate(docs):
         if limit and i >= limit:
             break
-        yield Example(nlp.make_doc(doc.text), doc)
+        yield Example(copy_doc_meta(doc, nlp.make_doc(doc.text)), doc)
+
+
+@registry.readers("clinie.Corpus.v1")
+def create_docbin_corpus(
+    path: Optional[Path],
+    gold_preproc: bool = False,
+    max_length: int = 0,
+    limit: int = 0,
+    augmenter: Optional[Callable[[Language, Example], Iterable[Example]]] = None,
+) -> Callable[[Language], Iterator[Example]]:
+    """``spacy.Corpus.v1`` over ``.spacy`` files, except that each example's
+    input doc keeps the document metadata (``doc._.section``, ``label_id``,
+    ``doc_id``): the tagger's ``context`` reads it in training and on dev,
+    as it does at inference."""
+    corpus = Corpus(path, gold_preproc=gold_preproc, max_length=max_length, limit=limit, augmenter=augmenter)
+
+    def reader(nlp: Language) -> Iterator[Example]:
+        for eg in corpus(nlp):
+            copy_doc_meta(eg.reference, eg.predicted)
+            yield eg
+
+    return reader
 
 
 @registry.readers("clinie.TacOnsidesCorpus.v1")

@@ -22,13 +22,13 @@ import numpy
 import torch
 from spacy.tokens import Doc
 
-from ..ml.soft_prompt import collate, make_windows, word_pieces
+from ..ml.soft_prompt import collate, context_ids, make_windows, word_pieces
 
 
 @dataclass
 class AttentionView:
     units: List[str]  # display labels
-    kinds: List[str]  # "cls", "prompt", "word", "sep"
+    kinds: List[str]  # "cls", "prompt", "context", "word", "sep"
     word_index: List[Optional[int]]  # token index in the instance for words
     layers: numpy.ndarray  # (L, U, U) mean over heads, unit level
     rollout: numpy.ndarray  # (U, U)
@@ -107,21 +107,15 @@ def compute_attention(pipe: Any, doc: Doc, task: str) -> AttentionView:
     if len(windows) > 1:
         notes.append(f"attention shown for the first {len(window.words)} of {sum(1 for p in pieces[0] if p)} words (one encoder window)")
     device = next(module.parameters()).device
-    batch = collate(module, pieces, [window], budget, None, device)
+    context = context_ids(tokenizer, [doc], model.attrs.get("context"), model.attrs.get("context_len", 0))
+    batch = collate(module, pieces, [window], budget, None, device, context)
     group = module.prompt_keys.index(module.task_prompt[task])
     prompt_ids = getattr(module, f"prompt_ids_{group}")
-    P = len(prompt_ids)
     was_training = module.training
     module.eval()
     try:
         with torch.no_grad():
-            emb_layer = module.encoder.get_input_embeddings()
-            ids, mask = batch["ids_full"], batch["mask_full"]
-            emb = emb_layer(ids)
-            if P:
-                prompt = module.proj[str(group)](emb_layer(prompt_ids)).unsqueeze(0)
-                emb = torch.cat([emb[:, :1], prompt, emb[:, 1:]], dim=1)
-                mask = torch.cat([mask[:, :1], torch.ones(1, P, dtype=mask.dtype, device=mask.device), mask[:, 1:]], dim=1)
+            emb, mask, P = module.embed(group, batch)
             out = module.encoder(inputs_embeds=emb, attention_mask=mask, output_attentions=True)
     finally:
         module.train(was_training)
@@ -135,6 +129,12 @@ def compute_attention(pipe: Any, doc: Doc, task: str) -> AttentionView:
         word_index.append(None)
         groups.append([1 + k])
     pos = 1 + P
+    for pid in context[0] if context else []:  # the doc's context and its [SEP]
+        units.append(tokenizer.convert_ids_to_tokens(pid))
+        kinds.append("context")
+        word_index.append(None)
+        groups.append([pos])
+        pos += 1
     for i in window.words:
         n = len(pieces[0][i][:budget])
         units.append(doc[i].text)

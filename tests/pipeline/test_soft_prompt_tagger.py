@@ -219,3 +219,58 @@ def test_head_lr_scale_speeds_up_new_layers_only():
     enc = next(n for n in plain if n.startswith("encoder.") and n.endswith("query.weight"))
     assert scaled[head] == pytest.approx(20 * plain[head], rel=1e-3)
     assert scaled[enc] == pytest.approx(plain[enc], rel=1e-3)
+
+
+def test_section_context_separates_identical_text(tmp_path):
+    """With ``context = "section"`` the same sentence can be tagged in one
+    section and left alone in another, which no text-only model can do; a
+    doc without a section still gets tagged, and the setting survives
+    serialisation and the attention view."""
+    import spacy
+
+    from spacy_clinie.review.attention import compute_attention
+
+    text = "Nausea and rash were seen in some patients."
+    nlp = build({"model": {"context": "section", "context_len": 8}})
+
+    def doc_in(section, mentions):
+        doc = make_doc(nlp, text, mentions)
+        doc._.section = section
+        return doc
+
+    gold = [doc_in("adverse reactions", [("Nausea", "human"), ("rash", "human")]), doc_in("indications", [])]
+    egs = [Example(nlp.make_doc(text), g) for g in gold]
+    for eg, g in zip(egs, gold):
+        eg.predicted._.section = g._.section
+    torch.manual_seed(0)
+    nlp.initialize(lambda: egs)
+    opt = registry.optimizers.get("clinie.Adamax.v1")(1e-3, L2=0.0)
+    for _ in range(30):
+        nlp.update(egs, sgd=opt)
+
+    def tag(section, model=nlp):
+        doc = model.make_doc(text)
+        doc._.section = section
+        return [s.text for s in model(doc).spans["mentions"]]
+
+    assert tag("adverse reactions") == ["Nausea", "rash"]
+    assert tag("indications") == []
+    tag(None)  # no section: runs with an empty context
+    nlp.to_disk(tmp_path / "model")
+    loaded = spacy.load(tmp_path / "model")
+    assert loaded.get_pipe("ade").model.attrs["context"] == "section"
+    assert tag("adverse reactions", loaded) == ["Nausea", "rash"] and tag("indications", loaded) == []
+    doc = nlp.make_doc(text)
+    doc._.section = "indications"
+    view = compute_attention(nlp.get_pipe("ade"), doc, "concepts")
+    assert [u for u, k in zip(view.units, view.kinds) if k == "context"][:2] == ["indications", "[SEP]"]
+    assert view.layers.shape[1] == len(view.units)
+
+
+def test_context_is_checked():
+    nlp = build({"model": {"context": "no_such_extension"}})
+    with pytest.raises(ValueError, match="not a registered Doc extension"):
+        nlp.initialize(lambda: examples(nlp))
+    nlp = build({"model": {"window": 480, "context": "section", "context_len": 32}})
+    with pytest.raises(ValueError, match=r"context \(33\)"):
+        nlp.initialize(lambda: examples(nlp))
