@@ -42,6 +42,18 @@ def _parse_offsets(start: str, length: str, *, path: Path, record: str) -> List[
     return [[s, s + n] for s, n in zip(starts, lens)]
 
 
+def _norm_str(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def _mention_string(text: str, spec: MentionSpec) -> str:
+    """The reaction string a mention names: its ``str`` attribute, else its
+    fragments joined by spaces (offsets are checked later, so clip them)."""
+    if spec.text is not None:
+        return _norm_str(spec.text)
+    return _norm_str(" ".join(text[max(s, 0) : max(e, 0)] for s, e in spec.fragments))
+
+
 def read_tac_xml(
     nlp: Language,
     path: Union[str, Path],
@@ -137,6 +149,26 @@ def read_tac_xml(
         reactions.append({"id": rx.attrib.get("id"), "str": rx.attrib.get("str", ""), "normalizations": norms, "xml_attrs": {k: v for k, v in rx.attrib.items() if k not in ("id", "str")} or None})
     report.counts["reactions"] += len(reactions)
     report.counts["relations"] += sum(len(v) for v in relations.values())
+    # A section's gold reactions are the label-level reactions named by its
+    # AdverseReaction mentions. Compare with each mention's annotated string,
+    # not its span: a discontiguous mention's span is the merged cover
+    # ("muscle pain and cramps"), never the reaction ("muscle cramps").
+    sec_texts = {sec.attrib["id"]: sec.text or "" for sec in sections}
+    section_strings = {
+        sid: {_mention_string(sec_texts[sid], spec) for spec in specs if spec.label == "AdverseReaction"}
+        for sid, specs in mentions.items()
+    }
+    named = set().union(*section_strings.values()) if section_strings else set()
+    for rx in reactions:
+        if _norm_str(rx["str"]) not in named:
+            report.skip(
+                FormatError(
+                    f"no AdverseReaction mention has the string {rx['str']!r}, so it belongs to no section",
+                    path=path,
+                    record=f"Reaction {rx['id'] or '?'}",
+                ),
+                "reaction",
+            )
 
     for sec in sections:
         sid = sec.attrib["id"]
@@ -161,13 +193,12 @@ def read_tac_xml(
                     FormatError("an argument mention was skipped", path=path, record=f"Relation {rel['id']}"),
                     "relation",
                 )
-        section_strings = {" ".join(s.text.lower().split()) for s in get_mentions(doc) if s.label_ == "AdverseReaction"}
         report.counts["sections"] += 1
         doc._.doc_id = f"{label_id}/{sid}"
         doc._.label_id = label_id
         doc._.section = sec.attrib.get("name")
         doc._.relations = kept_rels
-        doc._.reactions = [r for r in reactions if " ".join(r["str"].lower().split()) in section_strings]
+        doc._.reactions = [r for r in reactions if _norm_str(r["str"]) in section_strings[sid]]
         doc._.source = {
             "format": "tac-xml",
             "file": str(path),

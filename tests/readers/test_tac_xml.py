@@ -1,7 +1,7 @@
 import pytest
 
 from spacy_clinie.errors import FormatError
-from spacy_clinie.readers import read_onsides, read_tac_xml, write_tac_xml
+from spacy_clinie.readers import Report, read_onsides, read_tac_xml, write_tac_xml
 
 from ..conftest import shared
 
@@ -141,8 +141,10 @@ def test_bad_mention_skipped_in_batch_mode(nlp, tmp_path, report):
     docs = list(read_tac_xml(nlp, path, report=report))
     assert "M3" not in {s.id_ for s in docs[0].spans["mentions"]}
     kinds = sorted(s["kind"] for s in report.skipped)
-    assert kinds == ["mention", "relation"]  # M3 and the relation RL2 that needs it
-    assert report.skipped[0]["record"] == "Mention M3"
+    # M3, the relation RL2 that needs it, and the reaction "rash" that no mention names now
+    assert kinds == ["mention", "reaction", "relation"]
+    by_kind = {s["kind"]: s["record"] for s in report.skipped}
+    assert by_kind == {"mention": "Mention M3", "reaction": "Reaction AR2", "relation": "Relation RL2"}
 
 
 def test_non_utf8_and_empty_xml(nlp, tmp_path):
@@ -154,3 +156,21 @@ def test_non_utf8_and_empty_xml(nlp, tmp_path):
     empty.write_text("  \n")
     with pytest.raises(FormatError, match="empty"):
         list(read_tac_xml(nlp, empty))
+
+
+def test_discontiguous_reactions_are_kept_and_unplaced_ones_reported(nlp, tmp_path):
+    """Issue 24, item 1: a reaction whose only mention is discontiguous
+    ("muscle cramps" annotated over "muscle pain and cramps") is gold for its
+    section, under either discontiguous policy; a reaction no mention names is
+    listed in the report instead of vanishing."""
+    extra = '<Reaction id="AR5" str="alopecia"><Normalization id="AR5.N1" meddra_pt="Alopecia" meddra_pt_id="10001760" /></Reaction>\n  </Reactions>'
+    path = tmp_path / "DRUGX.xml"
+    path.write_text(XML.replace("</Reactions>", extra), encoding="utf-8")
+    for policy in ("merge", "skip"):
+        report = Report()
+        docs = list(read_tac_xml(nlp, path, report=report, discontiguous=policy))
+        assert [r["str"] for r in docs[0]._.reactions] == ["infections", "rash", "muscle cramps"], policy
+        assert [r["str"] for r in docs[1]._.reactions] == ["hepatotoxicity"]
+        unplaced = [s for s in report.skipped if s["kind"] == "reaction"]
+        assert [(s["record"], s["path"]) for s in unplaced] == [("Reaction AR5", str(path))], policy
+        assert "alopecia" in unplaced[0]["reason"]
