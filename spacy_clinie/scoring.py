@@ -43,7 +43,9 @@ def _vec(tp_pred: int, n_pred: int, tp_gold: int, n_gold: int) -> numpy.ndarray:
     return numpy.array([tp_pred, n_pred, tp_gold, n_gold], dtype="float64")
 
 
-def _span_text(span: Span) -> str:
+def span_text(span: Span) -> str:
+    """The text a mention spells: its fragments joined for a discontiguous
+    one (the reaction string TAC lists), else the covered text."""
     fragments = span._.fragments
     if fragments and len(fragments) > 1:
         return " ".join(span.doc.text[s:e] for s, e in fragments)
@@ -120,7 +122,7 @@ def gold_strings(doc: Doc, spans_key: str = MENTIONS_KEY) -> Dict[str, Set[str]]
     discontiguous and nested entries that are not spans."""
     out: Dict[str, Set[str]] = defaultdict(set)
     for span in get_mentions(doc, spans_key):
-        out[span.label_].add(normalize_string(_span_text(span)))
+        out[span.label_].add(normalize_string(span_text(span)))
     if doc._.reactions:
         out[ADR_LABEL] = {normalize_string(r["str"]) for r in doc._.reactions}
     return out
@@ -129,7 +131,7 @@ def gold_strings(doc: Doc, spans_key: str = MENTIONS_KEY) -> Dict[str, Set[str]]
 def pred_strings(doc: Doc, spans_key: str = MENTIONS_KEY) -> Dict[str, Set[str]]:
     out: Dict[str, Set[str]] = defaultdict(set)
     for span in get_mentions(doc, spans_key):
-        out[span.label_].add(normalize_string(_span_text(span)))
+        out[span.label_].add(normalize_string(span_text(span)))
     return out
 
 
