@@ -35,6 +35,7 @@ class Errors(metaclass=ErrorsWithCodes):
     E013 = "Predicted and gold corpora do not align: {reason}"
     E014 = "No documents found in {path}."
     E015 = "Expected a header with columns {columns}, found {found}."
+    E016 = "Mention at {start}:{end} covers only whitespace."
 
 
 class FormatError(ValueError):

@@ -185,25 +185,37 @@ def build_doc(
             report.skip(err, "mention")
             continue
         seen_ids.add(spec.id)
+        if len(spec.fragments) > 1 and discontiguous == "skip":
+            report.skip(
+                FormatError("discontiguous mention skipped by policy", path=path, record=record),
+                "discontiguous",
+            )
+            continue
+        start = min(s for s, _ in spec.fragments)
+        end = max(e for _, e in spec.fragments)
+        bounds = _trim(text, start, end)
+        if bounds[0] >= bounds[1]:
+            err = FormatError(Errors.E016.format(start=start, end=end), path=path, record=record)
+            if strict:
+                raise err
+            report.skip(err, "mention")
+            continue
         if len(spec.fragments) > 1:
-            if discontiguous == "skip":
-                report.skip(
-                    FormatError("discontiguous mention skipped by policy", path=path, record=record),
-                    "discontiguous",
-                )
-                continue
             report.counts["mentions_merged_discontiguous"] += 1
         else:
             report.counts["mentions_contiguous"] += 1
-        start = min(s for s, _ in spec.fragments)
-        end = max(e for _, e in spec.fragments)
-        placed.append((spec, _trim(text, start, end)))
+        placed.append((spec, bounds))
     n_split = split_tokens_at(doc, [b for _, bounds in placed for b in bounds])
     report.counts["split_tokens"] += n_split
     spans: List[Span] = []
     for spec, (start, end) in placed:
         span = doc.char_span(start, end, label=spec.label, span_id=spec.id)
-        assert span is not None, (start, end)  # guaranteed by split_tokens_at
+        if span is None or not len(span):  # split_tokens_at should make this impossible
+            raise FormatError(
+                f"cannot place the mention at {start}:{end} on token boundaries",
+                path=path,
+                record=f"{record_prefix}{spec.id}",
+            )
         spans.append(span)
         set_mention_attrs(doc, spec.id, fragments=[list(f) for f in spec.fragments], **spec.attrs)
     doc.spans[spans_key] = spans

@@ -55,6 +55,8 @@ def read_brat_file(
                 if not m:
                     raise FormatError(Errors.E009.format(line=line), path=ann_path, record=record)
                 tid, label, offsets, surface = m.groups()
+                if tid in specs:  # keep the first; the later line is the bad record
+                    raise FormatError(Errors.E011.format(id=tid), path=ann_path, record=record)
                 fragments = [tuple(int(x) for x in part.split()) for part in offsets.split(";")]
                 specs[tid] = MentionSpec(id=tid, label=label, fragments=fragments, text=surface, attrs={"text": surface})
             elif line.startswith("R"):

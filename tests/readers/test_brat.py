@@ -115,3 +115,48 @@ def test_relations_attributes_fragments_survive_docbin(nlp, brat_dir, tmp_path):
     assert [_structure(d) for d in back] == [_structure(d) for d in docs]
     # and the writers work on the deserialised docs
     assert sorted(doc_to_brat(back[0]).splitlines()) == sorted(ANN.splitlines())
+
+
+def test_duplicate_t_id_is_reported_not_overwritten(nlp, tmp_path, report):
+    """Issue 24, item 2: a second ``T1`` used to replace the first silently."""
+    (tmp_path / "d.txt").write_text(TEXT, encoding="utf-8")
+    (tmp_path / "d.ann").write_text("T1\tADE 73 79\tnausea\nT1\tDrug 16 24\twarfarin\n", encoding="utf-8")
+    doc = read_brat_file(nlp, tmp_path / "d.txt", report=report)
+    assert [(s.id_, s.text) for s in doc.spans["mentions"]] == [("T1", "nausea")]
+    assert len(report.skipped) == 1
+    skipped = report.skipped[0]
+    assert skipped["record"] == "line 2" and skipped["path"].endswith("d.ann")
+    assert "Duplicate id 'T1'" in skipped["reason"]
+    with pytest.raises(FormatError, match="Duplicate id 'T1'"):
+        read_brat_file(nlp, tmp_path / "d.txt", strict=True)
+
+
+def test_whitespace_only_mention_is_reported(nlp, tmp_path, report):
+    """Issue 24, item 9: a mention over whitespace only has no tokens; it used
+    to trip an ``assert`` (and pass as a None span under ``python -O``)."""
+    (tmp_path / "w.txt").write_text("Rash. \tOK nausea", encoding="utf-8")
+    (tmp_path / "w.ann").write_text("T1\tADE 10 16\tnausea\nT2\tADE 5 7\t \t\nT3\tADE 5 6\t \n", encoding="utf-8")
+    doc = read_brat_file(nlp, tmp_path / "w.txt", report=report)
+    assert [s.id_ for s in doc.spans["mentions"]] == ["T1"]
+    # T2 became an empty span, T3 an AssertionError, before the fix
+    assert [(s["kind"], s["record"]) for s in report.skipped] == [("mention", "T2"), ("mention", "T3")]
+    assert all("whitespace" in s["reason"] for s in report.skipped)
+    with pytest.raises(FormatError, match="whitespace"):
+        read_brat_file(nlp, tmp_path / "w.txt", strict=True)
+
+
+def test_whitespace_only_mention_under_python_O(tmp_path):
+    """The same check holds with assertions stripped (``python -O``)."""
+    import subprocess
+    import sys
+
+    (tmp_path / "w.txt").write_text("Rash. \tOK nausea", encoding="utf-8")
+    (tmp_path / "w.ann").write_text("T1\tADE 10 16\tnausea\nT2\tADE 5 7\t \t\nT3\tADE 5 6\t \n", encoding="utf-8")
+    code = (
+        "import sys; from spacy_clinie.readers import Report, read_brat_file; from spacy_clinie.tokenizer import make_blank;"
+        "r = Report(); d = read_brat_file(make_blank(), sys.argv[1], report=r);"
+        "print([s.id_ for s in d.spans['mentions']], [s['record'] for s in r.skipped])"
+    )
+    out = subprocess.run([sys.executable, "-O", "-c", code, str(tmp_path / "w.txt")], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['T1'] ['T2', 'T3']"
