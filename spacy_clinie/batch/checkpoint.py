@@ -15,7 +15,17 @@ again from ``offset``. Because the input is read in a fixed order, each
 record then lands in the output exactly once, whatever the moment of the
 kill. Folder outputs (brat, TAC XML) write one file per document under a name
 derived from its id, atomically, so a record processed again after a restart
-replaces its own file.
+replaces its own file. Outputs made of several files (the table, FHIR) keep
+one committed position per file in ``outputs``.
+
+A record the pipeline processed but that cannot make valid output (a note
+without a patient id for FHIR, say) is *rejected*: it goes, in input order,
+to a pending file committed like the output (``rejected_bytes``). The
+quarantine file cannot take it there and then, because the reader has
+already quarantined bad records further ahead; when the run completes the
+pending entries are appended to the quarantine file, so a finished run has
+one quarantine file with every reason. ``quarantined`` counts both kinds,
+``rejected`` the second.
 """
 
 import json
@@ -38,6 +48,9 @@ class RunState:
     complete: bool = False
     seconds: float = 0.0
     restarts: int = 0
+    outputs: Dict[str, int] = field(default_factory=dict)
+    rejected: int = 0
+    rejected_bytes: int = 0
     version: int = STATE_VERSION
     extra: Dict[str, Any] = field(default_factory=dict)
 

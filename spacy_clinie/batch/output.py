@@ -1,13 +1,14 @@
 """Where processed documents go: one JSONL file, or a folder of brat / TAC
-XML files. Each sink can report a committed position and be reopened at it
-(see ``checkpoint.py``)."""
+XML files, of table files (``table.py``) or of FHIR resources (``fhir.py``).
+Each sink can report a committed position and be reopened at it (see
+``checkpoint.py``)."""
 
 import hashlib
 import io
 import json
 import os
 from pathlib import Path
-from typing import IO, Any, Dict, Optional
+from typing import IO, Any, Dict, Optional, Union
 
 from spacy.tokens import Doc
 
@@ -15,7 +16,7 @@ from ..readers import doc_to_brat
 from ..readers.tac_xml import docs_to_tac_xml
 from .checkpoint import atomic_write_bytes, truncate
 
-OUTPUT_FORMATS = ("jsonl", "brat", "tac-xml")
+OUTPUT_FORMATS = ("jsonl", "brat", "tac-xml", "table", "fhir")
 
 
 def dumps_line(record: Dict[str, Any]) -> bytes:
@@ -59,7 +60,28 @@ def safe_name(doc_id: str) -> str:
     return safe
 
 
-class JsonlSink:
+class Sink:
+    """What the committer needs of an output. ``write`` returns ``None``, or
+    the reason the record cannot make valid output (nothing of it is
+    written then, and the record is quarantined); ``sync`` makes what was
+    written durable and returns its position: a size, or a size per file."""
+
+    may_reject = False
+
+    def write(self, doc_id: str, doc: Optional[Doc], record: Dict[str, Any]) -> Optional[str]:
+        raise NotImplementedError
+
+    def sync(self) -> Union[int, Dict[str, int]]:
+        return 0
+
+    def finish(self) -> None:
+        """Called once, after the last record and before the final commit."""
+
+    def close(self) -> None:
+        pass
+
+
+class JsonlSink(Sink):
     """``--format jsonl``: one record per line."""
 
     def __init__(self, path: Path, committed_bytes: int = 0) -> None:
@@ -75,7 +97,7 @@ class JsonlSink:
         self.file.close()
 
 
-class FolderSink:
+class FolderSink(Sink):
     """``--format brat`` (``<id>.txt`` + ``<id>.ann``) or ``tac-xml``
     (``<id>.xml``, one ``<Label>`` per document). Files are replaced
     atomically, so reprocessing a document after a restart is harmless."""

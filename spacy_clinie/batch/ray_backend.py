@@ -21,7 +21,7 @@ from .readers import Record, read_records
 from .records import doc_to_record, model_version
 from .run import Committer, PipeSettings, load_pipeline, release_memory
 
-COLUMNS = ("index", "id", "text", "where", "reason")
+COLUMNS = ("index", "id", "text", "where", "reason", "meta")
 
 
 def _block(rows: List[Any]) -> Any:
@@ -34,6 +34,8 @@ def _block(rows: List[Any]) -> Any:
             "text": pa.array([None if r.reason else r.text for r in rows], pa.string()),
             "where": pa.array([r.where for r in rows], pa.string()),
             "reason": pa.array([r.reason for r in rows], pa.string()),
+            # record["meta"] as JSON text: its values may be of any JSON type
+            "meta": pa.array([json.dumps(r.fields) if r.fields and not r.reason else None for r in rows], pa.string()),
         }
     )
 
@@ -87,6 +89,7 @@ class Annotator:
         include_text: bool,
         code: Optional[str],
         recycle_every: int = 0,
+        meta_fields: Optional[Dict[str, str]] = None,
     ) -> None:
         self._load = lambda: load_pipeline(model, gpu_id, code)
         self.nlp = self._load()
@@ -95,7 +98,12 @@ class Annotator:
         self.spans_key = spans_key
         self.include_text = include_text
         self.recycle_every = recycle_every
+        self.meta_fields = meta_fields or {}
         self._since_load = 0
+
+    def _meta(self, row: Dict[str, Any]) -> Dict[str, Any]:
+        fields = json.loads(row["meta"]) if row.get("meta") else {}
+        return {role: fields[name] for role, name in self.meta_fields.items() if name in fields}
 
     def __call__(self, batch: Any) -> Any:
         import pyarrow as pa
@@ -112,7 +120,12 @@ class Annotator:
         done = {}
         for row, doc in zip(good, docs):
             record = doc_to_record(
-                doc, row["id"], model=self.version, spans_key=self.spans_key, include_text=self.include_text
+                doc,
+                row["id"],
+                model=self.version,
+                spans_key=self.spans_key,
+                include_text=self.include_text,
+                meta=self._meta(row),
             )
             done[row["index"]] = json.dumps(record, ensure_ascii=False)
         return pa.table(
@@ -152,8 +165,8 @@ def ray_stream(
         import ray.data
     except ImportError as err:
         raise ValueError("--backend ray needs Ray Data: pip install 'spacy-clinie[ray]'") from err
-    if settings.output_format != "jsonl":
-        raise ValueError("--backend ray writes JSONL only; run --format brat/tac-xml with --backend local")
+    if settings.output_format in ("brat", "tac-xml"):
+        raise ValueError("--backend ray writes records (jsonl, table, fhir); run --format brat/tac-xml with --backend local")
     init_ray(settings.ray_address)
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True
@@ -164,6 +177,7 @@ def ray_stream(
         "text_field": settings.text_field,
         "max_chars": settings.max_chars,
         "start": start,
+        "extra_fields": list(settings.meta_fields().values()),
     }
     block_rows = max(settings.batch_size * 4, 256)
     # the read is one light task; asking no CPU for it keeps it from waiting
@@ -179,6 +193,7 @@ def ray_stream(
             settings.include_text,
             str(Path(settings.code).resolve()) if settings.code else None,
             settings.recycle_every,
+            settings.meta_fields(),
         ),
         batch_size=settings.batch_size,
         batch_format="pyarrow",

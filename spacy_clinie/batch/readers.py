@@ -19,9 +19,9 @@ import io
 import json
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, Dict, Iterator, Optional, Tuple
+from typing import IO, Any, Callable, Dict, Iterator, Optional, Sequence, Tuple
 
 from ..errors import FormatError
 
@@ -30,13 +30,16 @@ INPUT_FORMATS = ("jsonl", "csv", "parquet", "txt")
 
 @dataclass
 class Record:
-    """One input record. ``where`` names the file and line/row for messages."""
+    """One input record. ``where`` names the file and line/row for messages;
+    ``fields`` holds the extra fields asked for (``extra_fields``) that the
+    record has, by field name."""
 
     index: int
     id: Optional[str]
     text: Optional[str]
     where: str
     reason: Optional[str] = None
+    fields: Dict[str, Any] = field(default_factory=dict)
 
 
 def detect_format(path: Path) -> str:
@@ -83,7 +86,9 @@ def _utf8_error(data: bytes) -> Optional[str]:
     return None
 
 
-def read_jsonl(path: Path, *, id_field: str, text_field: str, start: int = 0) -> Iterator[Record]:
+def read_jsonl(
+    path: Path, *, id_field: str, text_field: str, start: int = 0, extra_fields: Sequence[str] = ()
+) -> Iterator[Record]:
     """One JSON object per line; blank lines are not records. Lines before
     record ``start`` are counted but not decoded."""
     index = 0
@@ -118,6 +123,7 @@ def read_jsonl(path: Path, *, id_field: str, text_field: str, start: int = 0) ->
                 text if isinstance(text, str) else None,
                 where,
                 reason,
+                {name: obj[name] for name in extra_fields if obj.get(name) is not None},
             )
             index += 1
 
@@ -136,7 +142,13 @@ def _surrogate_error(value: Optional[str]) -> Optional[str]:
 
 
 def read_csv(
-    path: Path, *, id_field: str, text_field: str, start: int = 0, delimiter: Optional[str] = None
+    path: Path,
+    *,
+    id_field: str,
+    text_field: str,
+    start: int = 0,
+    delimiter: Optional[str] = None,
+    extra_fields: Sequence[str] = (),
 ) -> Iterator[Record]:
     """A CSV (or TSV, by suffix) with a header row naming the fields. Quoted
     fields may span lines; ``where`` gives the row's first line."""
@@ -154,6 +166,7 @@ def read_csv(
             if name not in header:
                 raise FormatError(f"{path}: no column {name!r} in the header; columns are {header}")
         id_col, text_col = header.index(id_field), header.index(text_field)
+        extra_cols = [(name, header.index(name)) for name in extra_fields if name in header]
         index = 0
         line_no = reader.line_num + 1
         for row in reader:
@@ -171,7 +184,8 @@ def read_csv(
                 reason = f"{len(row)} fields, the header has {len(header)}"
             if reason and doc_id is not None and _surrogate_error(doc_id):
                 doc_id = doc_id.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-            yield Record(index, doc_id, text, where, reason)
+            extra = {name: row[col] for name, col in extra_cols if col < len(row) and row[col] != ""}
+            yield Record(index, doc_id, text, where, reason, extra)
             index += 1
 
 
@@ -196,7 +210,13 @@ def _pyarrow_parquet() -> Any:
 
 
 def read_parquet(
-    path: Path, *, id_field: str, text_field: str, start: int = 0, batch_rows: int = 1024
+    path: Path,
+    *,
+    id_field: str,
+    text_field: str,
+    start: int = 0,
+    batch_rows: int = 1024,
+    extra_fields: Sequence[str] = (),
 ) -> Iterator[Record]:
     """Parquet, one record batch at a time; row groups wholly before
     ``start`` are not read. A binary text column is decoded here, so bytes
@@ -207,6 +227,8 @@ def read_parquet(
     for name in (id_field, text_field):
         if name not in names:
             raise FormatError(f"{path}: no column {name!r}; columns are {names}")
+    columns = list(dict.fromkeys([id_field, text_field, *(n for n in extra_fields if n in names)]))
+    extra = [(name, columns.index(name)) for name in dict.fromkeys(extra_fields) if name in names]
     index = 0
     for group in range(pf.num_row_groups):
         n_rows = pf.metadata.row_group(group).num_rows
@@ -214,11 +236,11 @@ def read_parquet(
             index += n_rows
             continue
         for batch in pf.iter_batches(
-            batch_size=batch_rows, row_groups=[group], columns=[id_field, text_field]
+            batch_size=batch_rows, row_groups=[group], columns=columns
         ):
-            ids = batch.column(0).to_pylist()
-            texts = batch.column(1).to_pylist()
-            for doc_id, text in zip(ids, texts):
+            values = [batch.column(k).to_pylist() for k in range(len(columns))]
+            ids, texts = values[0], values[columns.index(text_field)]
+            for row, (doc_id, text) in enumerate(zip(ids, texts)):
                 if index < start:
                     index += 1
                     continue
@@ -230,8 +252,22 @@ def read_parquet(
                 if isinstance(text, bytes):
                     reason = reason or _utf8_error(text)
                     text = None if reason else text.decode("utf-8")
-                yield Record(index, _field_str(doc_id), text, where, reason)
+                fields = {name: _json_value(values[col][row]) for name, col in extra if values[col][row] is not None}
+                yield Record(index, _field_str(doc_id), text, where, reason, fields)
                 index += 1
+
+
+def _json_value(value: Any) -> Any:
+    """A Parquet cell as JSON can hold it (dates and decimals as text)."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    return str(value)
 
 
 def _walk_txt(root: Path) -> Iterator[Path]:
@@ -292,8 +328,10 @@ def read_records(
     text_field: str = "text",
     max_chars: int = 0,
     start: int = 0,
+    extra_fields: Sequence[str] = (),
 ) -> Iterator[Record]:
-    """Checked records of ``path`` from record ``start`` on."""
+    """Checked records of ``path`` from record ``start`` on, with the
+    ``extra_fields`` each has (a folder of .txt files has none)."""
     path = Path(path)
     if not path.exists():
         raise FormatError(f"{path}: no such file or folder")
@@ -302,7 +340,9 @@ def read_records(
         raise FormatError(f"{path}: unknown input format {fmt!r}; choose one of {', '.join(INPUT_FORMATS)}")
     if fmt == "txt" and not path.is_dir():
         raise FormatError(f"{path}: the txt format reads a folder of .txt files")
-    for record in READERS[fmt](path, id_field=id_field, text_field=text_field, start=start):
+    for record in READERS[fmt](
+        path, id_field=id_field, text_field=text_field, start=start, extra_fields=tuple(extra_fields)
+    ):
         yield check_record(record, max_chars=max_chars)
 
 

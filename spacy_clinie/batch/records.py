@@ -5,7 +5,9 @@ fixed set of keys whether or not a component filled them: a consumer can load
 the JSONL straight into a dataframe. Mentions come from
 ``doc.spans[spans_key]`` with the span extensions of ``extensions.py``
 (MedDRA codes, TAC kind, context attributes such as ``is_negated``) and
-relations from ``doc._.relations``.
+relations from ``doc._.relations``; ``meta`` holds facts about the input
+record that the outputs need (patient id, drug, label id, section: see
+``reactions.META_ROLES``), read from the fields the run names.
 """
 
 from typing import Any, Dict, List, Optional
@@ -29,7 +31,7 @@ def model_version(nlp: Language) -> str:
 
 def _span_record(span: Any) -> Dict[str, Any]:
     fragments = span._.fragments
-    return {
+    record = {
         "id": span.id_ or None,
         "start": span.start_char,
         "end": span.end_char,
@@ -40,10 +42,15 @@ def _span_record(span: Any) -> Dict[str, Any]:
         "kind": span._.kind,
         "attributes": span._.attributes or {},
     }
+    if span.kb_id_:  # e.g. a Drug mention's id (issue 25): only where set
+        record["kb_id"] = span.kb_id_
+    return record
 
 
 def _relation_record(rel: Dict[str, Any]) -> Dict[str, Any]:
     out = {key: rel.get(key) for key in RELATION_KEYS}
+    if rel.get("method"):  # what made an ADE-Drug link (issue 25): only where set
+        out["method"] = rel["method"]
     return out
 
 
@@ -54,10 +61,12 @@ def doc_to_record(
     model: str,
     spans_key: str = MENTIONS_KEY,
     include_text: bool = False,
+    meta: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
-    """``{"id", "model", "clinie_version", "n_chars", "spans", "relations"}``
-    (plus ``"text"`` when asked: dumps are large and notes are sensitive, so
-    the text is left out by default; offsets point into the input)."""
+    """``{"id", "model", "clinie_version", "n_chars", "meta", "spans",
+    "relations"}`` (plus ``"text"`` when asked: dumps are large and notes are
+    sensitive, so the text is left out by default; offsets point into the
+    input)."""
     register_extensions()
     spans: List[Dict[str, Any]] = [
         _span_record(s)
@@ -68,6 +77,7 @@ def doc_to_record(
         "model": model,
         "clinie_version": __version__,
         "n_chars": len(doc.text),
+        "meta": dict(meta or {}),
         "spans": spans,
         "relations": [_relation_record(r) for r in (doc._.relations or [])],
     }

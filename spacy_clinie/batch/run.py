@@ -8,6 +8,9 @@ with every record written exactly once.
 """
 
 import gc
+import json
+import shutil
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -18,7 +21,7 @@ from spacy.language import Language
 
 from ..extensions import MENTIONS_KEY
 from .checkpoint import RunState, fingerprint_mismatch, load_state, save_state
-from .output import OUTPUT_FORMATS, FolderSink, JsonlFile, JsonlSink
+from .output import OUTPUT_FORMATS, FolderSink, JsonlFile, JsonlSink, Sink
 from .readers import Record, detect_format, estimate_total, read_records
 from .records import doc_to_record, model_version, quarantine_record
 
@@ -50,6 +53,28 @@ class PipeSettings:
     ray_gpus_per_worker: float = 0.0
     code: Optional[Path] = None
     recycle_every: int = 50_000
+    # input fields carried to record["meta"] (reactions.META_ROLES) for the
+    # table and FHIR outputs; a record without one simply lacks it
+    patient_field: str = "patient_id"
+    drug_field: str = "drug"
+    label_field: str = "label_id"
+    section_field: str = "section"
+    table_formats: Tuple[str, ...] = ("csv", "parquet")
+    fhir_kind: str = "note"
+    fhir_bundle: bool = False
+    fhir_include_negated: bool = False
+
+    def meta_fields(self) -> Dict[str, str]:
+        """``{role: input field name}`` for ``record["meta"]``."""
+        return {
+            "patient_id": self.patient_field,
+            "drug": self.drug_field,
+            "label_id": self.label_field,
+            "section": self.section_field,
+        }
+
+    def meta(self, fields: Dict[str, Any]) -> Dict[str, Any]:
+        return {role: fields[name] for role, name in self.meta_fields().items() if name in fields}
 
 
 @dataclass
@@ -71,9 +96,13 @@ class Summary:
 
     def line(self) -> str:
         rate = self.read / self.seconds if self.seconds > 0 else 0.0
+        rejected = self.extra.get("rejected", 0)
+        peak = self.extra.get("peak_rss_mb")
         return (
             f"read {self.read} = written {self.written} + quarantined {self.quarantined}"
-            f" in {self.seconds:.1f}s ({rate:.1f} docs/s)"
+            + (f" ({rejected} could not make valid output)" if rejected else "")
+            + f" in {self.seconds:.1f}s ({rate:.1f} docs/s)"
+            + (f", peak memory {peak:.0f} MB" if peak else "")
             + (f", resumed at record {self.resumed_from}" if self.resumed_from else "")
         )
 
@@ -107,7 +136,50 @@ def fingerprint(model: str, input_path: Path, settings: PipeSettings, fmt: str) 
         "output_format": settings.output_format,
         "spans_key": settings.spans_key,
         "include_text": settings.include_text,
+        "meta_fields": settings.meta_fields(),
+        **(
+            {"table_formats": list(settings.table_formats)}
+            if settings.output_format == "table"
+            else {}
+        ),
+        **(
+            {
+                "fhir_kind": settings.fhir_kind,
+                "fhir_bundle": settings.fhir_bundle,
+                "fhir_include_negated": settings.fhir_include_negated,
+            }
+            if settings.output_format == "fhir"
+            else {}
+        ),
     }
+
+
+def make_sink(output: Path, settings: PipeSettings, state: RunState) -> Sink:
+    """The sink of ``settings.output_format``, reopened at the committed
+    position of ``state``. Table and FHIR sinks are imported here, so that
+    pyarrow and fhir.resources load only for the runs that use them."""
+    fmt = settings.output_format
+    if fmt == "jsonl":
+        return JsonlSink(output, state.output_bytes)
+    if fmt == "table":
+        from .table import TableSink
+
+        return TableSink(
+            output, formats=settings.table_formats, positions=state.outputs, drug_field=settings.drug_field
+        )
+    if fmt == "fhir":
+        from .fhir import FhirOptions, FhirSink
+
+        options = FhirOptions(
+            kind=settings.fhir_kind,
+            bundle=settings.fhir_bundle,
+            include_negated=settings.fhir_include_negated,
+            patient_field=settings.patient_field,
+            label_field=settings.label_field,
+            drug_field=settings.drug_field,
+        )
+        return FhirSink(output, options, positions=state.outputs)
+    return FolderSink(output, fmt, settings.spans_key)
 
 
 class Committer:
@@ -120,16 +192,21 @@ class Committer:
         self.settings = settings
         self.state = state
         self.state_path = state_path
-        if settings.output_format == "jsonl":
-            self.sink: Union[JsonlSink, FolderSink] = JsonlSink(output, state.output_bytes)
-        else:
-            self.sink = FolderSink(output, settings.output_format, settings.spans_key)
+        self.sink = make_sink(output, settings, state)
         self.quarantine_file = JsonlFile(quarantine_path, state.quarantine_bytes)
-        self.quarantined_total = state.quarantined  # including uncommitted lines
+        # records the sink rejected wait in a pending file until the run
+        # completes (see checkpoint.py); the counts below are the reader's
+        self.rejects: Optional[JsonlFile] = None
+        if self.sink.may_reject:
+            self.rejects = JsonlFile(pending_rejects_path(quarantine_path), state.rejected_bytes)
+        self.rejected = state.rejected
+        reader_quarantined = state.quarantined - state.rejected
+        self.quarantined_total = reader_quarantined  # including uncommitted lines
         self.written = state.written
         self.offset = state.offset
         self.q_bytes = state.quarantine_bytes
-        self.q_count = state.quarantined
+        self.q_count = reader_quarantined
+        self.n_chars = int(state.extra.get("n_chars", 0))
         self._since_commit = 0
         self._clock = time.perf_counter()
 
@@ -141,9 +218,15 @@ class Committer:
         self.quarantined_total += 1
         return self.quarantine_file.position(), self.quarantined_total
 
-    def write(self, doc_id: str, doc: Any, record: Dict[str, Any]) -> None:
-        self.sink.write(doc_id, doc, record)
-        self.written += 1
+    def write(self, doc_id: str, doc: Any, record: Dict[str, Any], index: int = -1) -> None:
+        reason = self.sink.write(doc_id, doc, record)
+        self.n_chars += int(record.get("n_chars") or 0)
+        if reason is None:
+            self.written += 1
+            return
+        assert self.rejects is not None, f"{type(self.sink).__name__} rejected a record but may_reject is False"
+        self.rejects.write(quarantine_record(index, doc_id, f"record {index}", reason))
+        self.rejected += 1
 
     def advance(self, offset: int, q_bytes: int, q_count: int) -> None:
         """Records before ``offset`` are done, the quarantine file up to
@@ -154,13 +237,29 @@ class Committer:
             self.commit()
 
     def commit(self, complete: bool = False) -> None:
-        output_bytes = self.sink.sync()
+        if complete:
+            self.sink.finish()
+        position = self.sink.sync()
+        rejected_bytes = self.rejects.sync() if self.rejects is not None else 0
+        if complete and self.rejects is not None and self.rejected:
+            # the rejected records join the quarantine file (see checkpoint.py)
+            with open(self.rejects.path, "rb") as f:
+                for line in f:
+                    self.quarantine_file.write(json.loads(line))
+            self.q_bytes = self.quarantine_file.position()
         self.quarantine_file.sync()
         now = time.perf_counter()
         st = self.state
-        st.offset, st.output_bytes, st.quarantine_bytes = self.offset, output_bytes, self.q_bytes
-        st.written, st.quarantined, st.complete = self.written, self.q_count, complete
+        if isinstance(position, dict):
+            st.outputs = position
+        else:
+            st.output_bytes = position
+        st.offset, st.quarantine_bytes = self.offset, self.q_bytes
+        st.rejected, st.rejected_bytes = self.rejected, rejected_bytes
+        st.written, st.quarantined, st.complete = self.written, self.q_count + self.rejected, complete
         st.seconds += now - self._clock
+        st.extra["n_chars"] = self.n_chars
+        st.extra.update(peak_memory(st.extra))
         self._clock = now
         save_state(self.state_path, st)
         self._since_commit = 0
@@ -168,6 +267,29 @@ class Committer:
     def close(self) -> None:
         self.sink.close()
         self.quarantine_file.close()
+        if self.rejects is not None:
+            self.rejects.close()
+            if self.state.complete:
+                self.rejects.path.unlink(missing_ok=True)
+
+
+def pending_rejects_path(quarantine_path: Path) -> Path:
+    return quarantine_path.with_name(f".{quarantine_path.name}.pending")
+
+
+def peak_memory(previous: Dict[str, Any]) -> Dict[str, float]:
+    """Peak resident memory (MB) of this process and of its largest child
+    (``--n-process`` workers), the highest over every session of the run."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return {}
+    unit = 1024 * 1024 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KB on Linux
+    out = {}
+    for key, who in (("peak_rss_mb", resource.RUSAGE_SELF), ("peak_rss_children_mb", resource.RUSAGE_CHILDREN)):
+        now = round(resource.getrusage(who).ru_maxrss * 1024 / unit / 1024, 1)
+        out[key] = max(now, float(previous.get(key, 0.0)))
+    return out
 
 
 _IMPORTED_CODE: Set[Path] = set()
@@ -230,7 +352,7 @@ def _local_stream(
     source = iter(records)
     limit = settings.recycle_every if reload is not None and settings.recycle_every > 0 else 0
 
-    def texts() -> Iterator[Tuple[str, Tuple[int, str]]]:
+    def texts() -> Iterator[Tuple[str, Tuple[int, str, Dict[str, Any]]]]:
         nonlocal last_bad, exhausted
         n = 0
         for record in source:
@@ -243,7 +365,7 @@ def _local_stream(
                 last_bad = True
             else:
                 last_bad = False
-                yield record.text, (record.index, record.id)
+                yield record.text, (record.index, record.id, settings.meta(record.fields))
                 n += 1
                 if limit and n >= limit:
                     return
@@ -252,12 +374,17 @@ def _local_stream(
     q_state = (committer.q_bytes, committer.q_count)
     while not exhausted:
         docs = nlp.pipe(texts(), as_tuples=True, batch_size=settings.batch_size, n_process=settings.n_process)
-        for doc, (index, doc_id) in docs:
+        for doc, (index, doc_id, meta) in docs:
             while runs and runs[0][0] < index:
                 _, q_bytes, q_count = runs.popleft()
                 q_state = (q_bytes, q_count)
             record = doc_to_record(
-                doc, doc_id, model=version, spans_key=settings.spans_key, include_text=settings.include_text
+                doc,
+                doc_id,
+                model=version,
+                spans_key=settings.spans_key,
+                include_text=settings.include_text,
+                meta=meta,
             )
             yield index, doc_id, doc, record, q_state
         if not exhausted:
@@ -343,6 +470,7 @@ def run_pipe(
                 text_field=settings.text_field,
                 max_chars=settings.max_chars,
                 start=resumed_from,
+                extra_fields=list(settings.meta_fields().values()),
             )
             reload = None if own_nlp else (lambda: load_pipeline(model, settings.gpu_id, settings.code))
             stream = _local_stream(nlp, records, committer, settings, model_version(nlp), reload)
@@ -353,7 +481,7 @@ def run_pipe(
             stream = ray_stream(str(model), resumed_from, committer, settings, input_path=input_path, fmt=fmt)
         for index, doc_id, doc, record, (q_bytes, q_count) in stream:
             state.extra["model_version"] = record["model"]
-            committer.write(doc_id, doc, record)
+            committer.write(doc_id, doc, record, index)
             if bar is not None:
                 bar.update(index + 1 - committer.offset)
             committer.advance(index + 1, q_bytes, q_count)
@@ -375,16 +503,22 @@ def run_pipe(
 def _check_fresh(output: Path, quarantine_path: Path, settings: PipeSettings) -> None:
     """Refuse to append to, or silently replace, outputs this run did not
     start; ``--overwrite`` clears them."""
-    targets = [quarantine_path]
+    targets = [quarantine_path, pending_rejects_path(quarantine_path)]
     if settings.output_format == "jsonl":
         targets.append(output)
+    elif settings.output_format in ("table", "fhir") and output.is_dir():
+        # the table's and FHIR's files (.csv, .parquet, Parquet parts,
+        # .ndjson); brat/TAC XML files are replaced one by one, as before
+        targets += [p for p in output.iterdir() if p.suffix in (".csv", ".parquet", ".parts", ".ndjson")]
     if settings.overwrite:
         for path in targets:
-            if path.exists():
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
                 path.unlink()
         return
     for path in targets:
-        if path.exists() and path.stat().st_size > 0:
+        if path.exists() and (any(path.iterdir()) if path.is_dir() else path.stat().st_size > 0):
             raise ValueError(f"{path} exists and has no run state; pass --overwrite to replace it")
 
 
@@ -417,5 +551,9 @@ def _summary(
         output=str(output),
         quarantine=str(quarantine_path),
         model=str(state.extra.get("model_version", "")),
-        extra={"restarts": state.restarts},
+        extra={
+            "restarts": state.restarts,
+            "rejected": state.rejected,
+            **{k: state.extra[k] for k in ("n_chars", "peak_rss_mb", "peak_rss_children_mb") if k in state.extra},
+        },
     )

@@ -57,5 +57,5 @@ def test_ray_output_identical_to_local(tmp_path, light_model, local_ray):
 
 def test_ray_rejects_folder_output(tmp_path, light_model, local_ray):
     src = mixed_input(tmp_path / "in.jsonl", n=3)
-    with pytest.raises(ValueError, match="--backend ray writes JSONL only"):
+    with pytest.raises(ValueError, match=r"--backend ray writes records \(jsonl, table, fhir\)"):
         run_pipe(light_model, src, tmp_path / "out", _settings(backend="ray", output_format="brat"))
