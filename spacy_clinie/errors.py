@@ -17,6 +17,10 @@ class ErrorsWithCodes(type):
 
 class Warnings(metaclass=ErrorsWithCodes):
     W001 = "{path}: skipped {n} bad record(s); see the conversion report for reasons."
+    W002 = (
+        "{path}: {n} of {total} mentions in {docs} docs overlap a longer mention and are left out "
+        "of doc.ents (a stock ner cannot learn overlapping entities); the counts are in the reader's report."
+    )
 
 
 class Errors(metaclass=ErrorsWithCodes):

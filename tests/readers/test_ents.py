@@ -71,3 +71,29 @@ def test_entry_points_resolve_without_import(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "ents_to_spans" in out.stdout
+
+
+def test_dropped_overlaps_are_counted_and_warned_once(nlp, tmp_path):
+    """Issue 24, item 3: the mentions that cannot be entities (they overlap a
+    longer one) are counted in the reader's report and warned about once per
+    corpus, not once per epoch and not never."""
+    import warnings
+
+    docs = [
+        _doc(nlp, "severe skin rash and rash", [(1, 3, "ADR"), (0, 3, "ADR"), (4, 5, "ADR")]),
+        _doc(nlp, "No events.", []),
+        _doc(nlp, "acute liver injury, liver injury", [(0, 3, "ADR"), (1, 3, "ADR"), (2, 3, "ADR"), (4, 6, "ADR")]),
+    ]
+    path = tmp_path / "overlap.spacy"
+    DocBin(docs=docs, store_user_data=True).to_disk(path)
+    corpus = create_mention_ents_corpus(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):  # three epochs
+            assert len(list(corpus(nlp))) == 3
+    messages = [str(w.message) for w in caught if "overlap" in str(w.message)]
+    assert len(messages) == 1, messages
+    assert str(path) in messages[0] and "3 of 7 mentions" in messages[0] and "2 docs" in messages[0]
+    assert corpus.report.counts["mentions"] == 7
+    assert corpus.report.counts["mentions_dropped_overlapping"] == 3
+    assert corpus.report.counts["docs_with_dropped_overlaps"] == 2
