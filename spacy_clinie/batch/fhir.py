@@ -165,6 +165,9 @@ def extraction_extension(record: Dict[str, Any], reaction: Reaction, section: Op
     ]
     if section:
         ext.append({"url": "section", "valueString": str(section)})
+    if reaction.meddra.get("soc_id"):  # the PT's primary SOC, for summaries
+        soc = {"system": MEDDRA_SYSTEM, "code": reaction.meddra["soc_id"], **_display(reaction.meddra.get("soc"))}
+        ext.append({"url": "soc", "valueCoding": soc})
     if record.get("model"):
         ext.append({"url": "pipeline", "valueString": str(record["model"])})
     if record.get("clinie_version"):
@@ -321,14 +324,17 @@ def read_resources(folder: Path) -> Iterator[Dict[str, Any]]:
 
 
 def resource_reaction(resource: Dict[str, Any]) -> Dict[str, Any]:
-    """What a resource says about its reaction, in the table's terms:
-    ``document_id``, ``reaction``, ``effect_meddra_id`` (PT), ``llt_meddra_id``,
-    ``pred1``, ``negated``, ``hypothetical``, ``drug_names``, ``offsets``."""
+    """What a resource says about its reaction, in the table's terms
+    (``document_id``, ``reaction``, ``effect_meddra_id``, ``meddra_name``,
+    ``llt_meddra_id``, ``soc_meddra_id``, ``soc_meddra_name``, ``pred1``,
+    ``negated``, ``hypothetical``, ``section``) plus ``drug_names``,
+    ``offsets`` and ``subject``."""
     if resource["resourceType"] == "AdverseEvent":
         concept = resource["event"]
     else:
         concept = resource["undesirableEffect"]["symptomConditionEffect"]["concept"]
-    codes = [c["code"] for c in concept.get("coding", []) if c.get("system") == MEDDRA_SYSTEM]
+    coding = [c for c in concept.get("coding", []) if c.get("system") == MEDDRA_SYSTEM]
+    codes = [c["code"] for c in coding]
     ext = next(e for e in resource.get("extension", []) if e["url"] == EXTENSION_URL)["extension"]
     values: Dict[str, Any] = {}
     offsets = []
@@ -340,10 +346,14 @@ def resource_reaction(resource: Dict[str, Any]) -> Dict[str, Any]:
             values[e["url"]] = value
     contained = {c["id"]: c for c in resource.get("contained", [])}
     drugs = [contained[s["instance"]["reference"][1:]]["code"]["text"] for s in resource.get("suspectEntity", [])]
+    soc = values.get("soc") or {}
     return {
         "document_id": values.get("document"),
         "reaction": concept["text"],
         "effect_meddra_id": int(codes[0]) if codes else None,
+        "meddra_name": coding[0].get("display") if coding else None,
+        "soc_meddra_id": int(soc["code"]) if soc.get("code") else None,
+        "soc_meddra_name": soc.get("display"),
         "llt_meddra_id": int(codes[1]) if len(codes) > 1 else (int(codes[0]) if codes else None),
         "pred1": values.get("confidence"),
         "negated": values.get("negated"),

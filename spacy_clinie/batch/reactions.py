@@ -28,12 +28,13 @@ NEGATED, HYPOTHETICAL = "is_negated", "is_hypothetical"
 # record["meta"] keys: facts about the input record, read from the fields
 # that --patient-field, --drug-field, --label-field and --section-field name
 META_ROLES = ("patient_id", "drug", "label_id", "section")
-# drug id keys a Drug mention may carry in its attributes (or as
-# "system:code" in kb_id), and the FHIR system of each
+# drug id keys a Drug mention may carry in its attributes (clinie_drug_ner
+# writes drugbank_id, mesh_id, medline_plus_id) or as "System:code" in
+# kb_id, and the FHIR system of those that have one
 DRUG_SYSTEMS: Dict[str, str] = {
     "rxnorm": "http://www.nlm.nih.gov/research/umls/rxnorm",
     "drugbank": "https://go.drugbank.com/drugs",
-    "mesh": "http://id.nlm.nih.gov/mesh",
+    "mesh": "http://terminology.hl7.org/CodeSystem/MSH",
 }
 DRUG_ID_KEYS: Dict[str, str] = {
     "rxnorm": "rxnorm",
@@ -43,6 +44,8 @@ DRUG_ID_KEYS: Dict[str, str] = {
     "drugbank_id": "drugbank",
     "mesh": "mesh",
     "mesh_id": "mesh",
+    "medlineplus": "medlineplus",
+    "medline_plus_id": "medlineplus",
 }
 # OnSIDES' label_section codes for the SPL sections TAC 2017 annotates
 ONSIDES_SECTIONS = {

@@ -21,9 +21,11 @@ from spacy.language import Language
 
 from ..extensions import MENTIONS_KEY
 from .checkpoint import RunState, fingerprint_mismatch, load_state, save_state
+from .fhir import FHIR_KINDS, FhirOptions, FhirSink
 from .output import OUTPUT_FORMATS, FolderSink, JsonlFile, JsonlSink, Sink
 from .readers import Record, detect_format, estimate_total, read_records
 from .records import doc_to_record, model_version, quarantine_record
+from .table import TABLE_FORMATS, TableSink
 
 BACKENDS = ("local", "ray")
 
@@ -156,20 +158,16 @@ def fingerprint(model: str, input_path: Path, settings: PipeSettings, fmt: str) 
 
 def make_sink(output: Path, settings: PipeSettings, state: RunState) -> Sink:
     """The sink of ``settings.output_format``, reopened at the committed
-    position of ``state``. Table and FHIR sinks are imported here, so that
-    pyarrow and fhir.resources load only for the runs that use them."""
+    position of ``state`` (pyarrow and fhir.resources are imported by the
+    sinks that need them, when they are made)."""
     fmt = settings.output_format
     if fmt == "jsonl":
         return JsonlSink(output, state.output_bytes)
     if fmt == "table":
-        from .table import TableSink
-
         return TableSink(
             output, formats=settings.table_formats, positions=state.outputs, drug_field=settings.drug_field
         )
     if fmt == "fhir":
-        from .fhir import FhirOptions, FhirSink
-
         options = FhirOptions(
             kind=settings.fhir_kind,
             bundle=settings.fhir_bundle,
@@ -259,7 +257,7 @@ class Committer:
         st.written, st.quarantined, st.complete = self.written, self.q_count + self.rejected, complete
         st.seconds += now - self._clock
         st.extra["n_chars"] = self.n_chars
-        st.extra.update(peak_memory(st.extra))
+        st.extra.update(peak_memory(st.extra, children=self.settings.n_process > 1))
         self._clock = now
         save_state(self.state_path, st)
         self._since_commit = 0
@@ -277,16 +275,20 @@ def pending_rejects_path(quarantine_path: Path) -> Path:
     return quarantine_path.with_name(f".{quarantine_path.name}.pending")
 
 
-def peak_memory(previous: Dict[str, Any]) -> Dict[str, float]:
-    """Peak resident memory (MB) of this process and of its largest child
-    (``--n-process`` workers), the highest over every session of the run."""
+def peak_memory(previous: Dict[str, Any], children: bool = False) -> Dict[str, float]:
+    """Peak resident memory (MB) of this process and, with ``children``, of
+    its largest finished child (the ``--n-process`` workers of earlier
+    pipeline loads), the highest over every session of the run."""
     try:
         import resource
     except ImportError:  # not on Windows
         return {}
     unit = 1024 * 1024 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KB on Linux
     out = {}
-    for key, who in (("peak_rss_mb", resource.RUSAGE_SELF), ("peak_rss_children_mb", resource.RUSAGE_CHILDREN)):
+    whom = [("peak_rss_mb", resource.RUSAGE_SELF)]
+    if children:
+        whom.append(("peak_rss_children_mb", resource.RUSAGE_CHILDREN))
+    for key, who in whom:
         now = round(resource.getrusage(who).ru_maxrss * 1024 / unit / 1024, 1)
         out[key] = max(now, float(previous.get(key, 0.0)))
     return out
@@ -431,6 +433,14 @@ def run_pipe(
         raise ValueError(f"unknown backend {settings.backend!r}; choose one of {', '.join(BACKENDS)}")
     if settings.checkpoint_every < 1 or settings.batch_size < 1:
         raise ValueError("--checkpoint-every and --batch-size must be at least 1")
+    if settings.output_format == "fhir" and settings.fhir_kind not in FHIR_KINDS:
+        raise ValueError(f"unknown --fhir-kind {settings.fhir_kind!r}; choose one of {', '.join(FHIR_KINDS)}")
+    if settings.output_format == "table" and (
+        not settings.table_formats or set(settings.table_formats) - set(TABLE_FORMATS)
+    ):
+        raise ValueError(
+            f"--table-format {','.join(settings.table_formats)!r}: choose from {', '.join(TABLE_FORMATS)}"
+        )
     fmt = settings.input_format or detect_format(input_path)
     state_path, quarantine_path = output_paths(output, settings)
     new_print = fingerprint(model, input_path, settings, fmt)

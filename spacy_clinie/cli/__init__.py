@@ -4,6 +4,7 @@ from . import pipe  # noqa: F401
 from . import adapt  # noqa: F401
 from . import review  # noqa: F401
 from . import kfold  # noqa: F401
+from . import report  # noqa: F401
 from ._util import app
 
 __all__ = ["app"]

@@ -19,7 +19,7 @@ def pipe_cli(
         help="JSONL, CSV/TSV, Parquet (optionally .gz for JSONL/CSV), or a folder of .txt files.",
         exists=True,
     ),
-    output: Path = Arg(..., help="JSONL file (--format jsonl) or a folder (brat, tac-xml)."),
+    output: Path = Arg(..., help="JSONL file (--format jsonl) or a folder (brat, tac-xml, table, fhir)."),
     input_format: Optional[str] = Opt(
         None, "--input-format", help=f"One of {', '.join(INPUT_FORMATS)}; default: from the path."
     ),
@@ -28,7 +28,35 @@ def pipe_cli(
     ),
     text_field: str = Opt("text", "--text-field", help="Field/column holding the note text."),
     max_chars: int = Opt(100_000, "--max-chars", help="Quarantine texts longer than this (0: no limit)."),
-    fmt: str = Opt("jsonl", "--format", "-f", help=f"Output: {', '.join(OUTPUT_FORMATS)}."),
+    fmt: str = Opt(
+        "jsonl",
+        "--format",
+        "-f",
+        help=f"Output: {', '.join(OUTPUT_FORMATS)}. table: one row per (document, reaction) as "
+        "reactions.csv and reactions.parquet; fhir: AdverseEvent (notes) or ClinicalUseDefinition "
+        "(labels) resources as NDJSON.",
+    ),
+    table_format: str = Opt(
+        "csv,parquet", "--table-format", help="--format table: csv, parquet, or both (comma-separated)."
+    ),
+    fhir_kind: str = Opt(
+        "note",
+        "--fhir-kind",
+        help="--format fhir: note (an AdverseEvent per reaction; needs --patient-field) or label "
+        "(a ClinicalUseDefinition per reaction; the product is the label id).",
+    ),
+    fhir_bundle: bool = Opt(
+        False, "--fhir-bundle/--fhir-ndjson", help="--format fhir: one transaction Bundle per document."
+    ),
+    include_negated: bool = Opt(
+        False, "--include-negated", help="--format fhir: also write reactions ConText marks negated."
+    ),
+    patient_field: str = Opt("patient_id", "--patient-field", help="Field holding the patient id (FHIR subject)."),
+    drug_field: str = Opt(
+        "drug", "--drug-field", help="Field holding the suspect drug(s), used when no ADE-Drug link names one."
+    ),
+    label_field: str = Opt("label_id", "--label-field", help="Field holding the drug label id (labels)."),
+    section_field: str = Opt("section", "--section-field", help="Field holding the label section name."),
     quarantine: Optional[Path] = Opt(
         None,
         "--quarantine",
@@ -61,13 +89,16 @@ def pipe_cli(
     ray_gpus: float = Opt(0.0, "--ray-gpus-per-worker", help="GPUs reserved per Ray actor."),
 ) -> None:
     """Run a pipeline over an EHR dump, one JSONL record per note (mentions,
-    labels, MedDRA codes, relations, context attributes, model version).
+    labels, MedDRA codes, relations, context attributes, model version), or
+    a reaction table (CSV/Parquet) or FHIR resources for safety teams.
 
     Memory stays flat on any input size. A killed run, started again with the
     same arguments, resumes where it was committed and writes each document
     exactly once. Bad records (not UTF-8, empty, no id, too long) go to the
     quarantine file with the reason; the summary checks read = written +
-    quarantined."""
+    quarantined. Records that cannot make a valid row or FHIR resource (a
+    note without a patient id, say) are quarantined too, with the reason.
+    `clinie report OUTPUT` summarises a run."""
     settings = PipeSettings(
         input_format=input_format,
         id_field=id_field,
@@ -90,6 +121,14 @@ def pipe_cli(
         ray_gpus_per_worker=ray_gpus,
         code=code,
         recycle_every=recycle_every,
+        patient_field=patient_field,
+        drug_field=drug_field,
+        label_field=label_field,
+        section_field=section_field,
+        table_formats=tuple(f.strip() for f in table_format.split(",") if f.strip()),
+        fhir_kind=fhir_kind,
+        fhir_bundle=fhir_bundle,
+        fhir_include_negated=include_negated,
     )
     try:
         summary = run_pipe(model, input_path, output, settings)
