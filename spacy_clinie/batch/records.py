@@ -19,7 +19,9 @@ from ..about import __version__
 from ..extensions import MENTIONS_KEY, get_mentions, register_extensions
 
 SPAN_KEYS = ("id", "start", "end", "label", "text", "fragments", "meddra", "kind", "attributes")
-RELATION_KEYS = ("id", "label", "head", "tail", "score")
+# "method": what made the relation (clinie_drug_ade_linker's ADE-Drug links:
+# "relation_linker", "rule_all", ...); None for relations that do not say
+RELATION_KEYS = ("id", "label", "head", "tail", "score", "method")
 
 
 def model_version(nlp: Language) -> str:
@@ -48,10 +50,7 @@ def _span_record(span: Any) -> Dict[str, Any]:
 
 
 def _relation_record(rel: Dict[str, Any]) -> Dict[str, Any]:
-    out = {key: rel.get(key) for key in RELATION_KEYS}
-    if rel.get("method"):  # what made an ADE-Drug link (issue 25): only where set
-        out["method"] = rel["method"]
-    return out
+    return {key: rel.get(key) for key in RELATION_KEYS}
 
 
 def doc_to_record(

@@ -64,7 +64,7 @@ def test_records_and_quarantine_counts(tmp_path, light_model):
         "kind": None,
         "attributes": {"is_negated": True},
     }
-    assert first["relations"] == [{"id": "r1", "label": "Cooccurs", "head": "m1", "tail": "m2", "score": 0.5}]
+    assert first["relations"] == [{"id": "r1", "label": "Cooccurs", "head": "m1", "tail": "m2", "score": 0.5, "method": None}]
     assert "text" not in first
     quarantine = read_jsonl(tmp_path / "out.jsonl.quarantine.jsonl")
     reasons = [q["reason"].split(" (")[0].split(" has ")[0] for q in quarantine]
