@@ -54,6 +54,26 @@ def _mention_string(text: str, spec: MentionSpec) -> str:
     return _norm_str(" ".join(text[max(s, 0) : max(e, 0)] for s, e in spec.fragments))
 
 
+# Relation attributes beyond the TAC schema that a predicted relation may
+# carry (written by docs_to_tac_xml, read back into the relation dict)
+LINK_FIELDS = ("score", "method")
+
+
+def _link_fields(extra: Dict[str, str]) -> Dict[str, Any]:
+    """Pop ``score`` (a number) and ``method`` from a Relation's extra XML
+    attributes; a score that is not a number stays an XML attribute."""
+    out: Dict[str, Any] = {}
+    if "score" in extra:
+        try:
+            out["score"] = float(extra["score"])
+            del extra["score"]
+        except ValueError:
+            pass
+    if "method" in extra:
+        out["method"] = extra.pop("method")
+    return out
+
+
 def read_tac_xml(
     nlp: Language,
     path: Union[str, Path],
@@ -137,6 +157,7 @@ def read_tac_xml(
             continue
         extra = {k: v for k, v in r.attrib.items() if k not in ("id", "type", "arg1", "arg2")}
         rel = {"id": r.attrib["id"], "label": r.attrib["type"], "head": r.attrib["arg1"], "tail": r.attrib["arg2"]}
+        rel.update(_link_fields(extra))
         if extra:
             rel["xml_attrs"] = extra
         relations[s1].append(rel)
@@ -272,6 +293,8 @@ def docs_to_tac_xml(docs: List[Doc], *, label_id: Optional[str] = None, spans_ke
                 "arg1": id_map[rel["head"]],
                 "arg2": id_map[rel["tail"]],
             }
+            # a predicted link's score and method (clinie_drug_ade_linker)
+            attrs.update({key: str(rel[key]) for key in LINK_FIELDS if rel.get(key) is not None})
             attrs.update(rel.get("xml_attrs") or {})
             SubElement(relations_el, "Relation", attrs)
 
