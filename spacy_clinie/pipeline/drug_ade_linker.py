@@ -17,8 +17,9 @@ them. Two sources, and each link says which made it (``method``):
   ``linker_negative`` label vetoes the pair.
 - the rule, everywhere else: within one sentence, a reaction is linked to
   the nearest drug mention (``rule = "nearest"``; ties go to the drug
-  before the reaction, as in "started X … developed Y") or to every drug
-  (``"all"``), unless ConText flagged the reaction or the drug
+  before the reaction, as in "started X … developed Y"), to the nearest
+  drug and the drugs listed with it ("X, Y and Z": ``"coordinated"``) or to
+  every drug (``"all"``), unless ConText flagged the reaction or the drug
   (``reaction_skip_flags`` / ``drug_skip_flags`` in ``span._.attributes``,
   set by ``clinie_context_attributes``: "no rash on lisinopril" links
   nothing). Its score is 1 / the number of drugs in the sentence: how
@@ -36,7 +37,9 @@ from ..extensions import MENTIONS_KEY, get_mentions, register_extensions
 from .relation_linker import PREDICTED_BY, ensure_mention_ids
 
 ADE_DRUG = "ADE-Drug"
-RULES = ("nearest", "all", "none")
+RULES = ("nearest", "coordinated", "all", "none")
+# tokens that may separate the drugs of one list: "X, Y and/or Z", "X plus Y"
+COORDINATION = {",", "and", "or", "/", "&", "plus", "+"}
 METHOD_LINKER = "relation_linker"
 CONTEXT_SKIP = ["is_negated", "is_hypothetical"]
 
@@ -50,7 +53,7 @@ CONTEXT_SKIP = ["is_negated", "is_hypothetical"]
         "label": ADE_DRUG,
         "reaction_labels": ["AdverseReaction"],
         "drug_labels": ["Drug"],
-        "rule": "nearest",
+        "rule": "all",
         "max_distance": 0,
         "reaction_skip_flags": CONTEXT_SKIP,
         "drug_skip_flags": CONTEXT_SKIP,
@@ -110,7 +113,7 @@ class DrugAdeLinker:
         label: str = ADE_DRUG,
         reaction_labels: Iterable[str] = ("AdverseReaction",),
         drug_labels: Iterable[str] = ("Drug",),
-        rule: str = "nearest",
+        rule: str = "all",
         max_distance: int = 0,
         reaction_skip_flags: Iterable[str] = CONTEXT_SKIP,
         drug_skip_flags: Iterable[str] = CONTEXT_SKIP,
@@ -213,11 +216,29 @@ class DrugAdeLinker:
             if not in_sent:
                 continue
             score = round(1.0 / len(by_sent[reaction.sent.start]), 4)
-            if self.rule == "nearest":
+            if self.rule in ("nearest", "coordinated"):
                 # ties go to the drug before the reaction
-                in_sent = [min(in_sent, key=lambda d: (self._distance(reaction, d), d.start > reaction.start, d.start))]
+                nearest = min(in_sent, key=lambda d: (self._distance(reaction, d), d.start > reaction.start, d.start))
+                in_sent = self._listed_with(doc, nearest, in_sent) if self.rule == "coordinated" else [nearest]
             links.extend((reaction, d, score, f"rule_{self.rule}") for d in in_sent)
         return links
+
+    @staticmethod
+    def _listed_with(doc: Doc, drug: Span, drugs: List[Span]) -> List[Span]:
+        """``drug`` and the drugs of ``drugs`` in one list with it: neighbours
+        separated only by commas, "and", "or", slashes."""
+        ordered = sorted(drugs, key=lambda d: d.start)
+        i = ordered.index(drug)
+        lo = hi = i
+
+        def joined(a: Span, b: Span) -> bool:
+            return all(t.lower_ in COORDINATION for t in doc[a.end : b.start])
+
+        while lo > 0 and joined(ordered[lo - 1], ordered[lo]):
+            lo -= 1
+        while hi + 1 < len(ordered) and joined(ordered[hi], ordered[hi + 1]):
+            hi += 1
+        return ordered[lo : hi + 1]
 
     # ------------------------------------------------------------ writing
 
