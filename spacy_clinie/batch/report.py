@@ -95,8 +95,16 @@ def load_run(output: Path, quarantine: Optional[Path] = None) -> RunData:
     notes: List[str] = []
     fmt = str(state.fingerprint.get("output_format")) if state else ""
     if not fmt:
-        fmt = "jsonl" if output.is_file() else ("table" if (output / "reactions.csv").exists()
-                                                or (output / "reactions.parquet").exists() else "fhir")
+        if output.is_file():
+            fmt = "jsonl"
+        elif (output / "reactions.csv").exists() or (output / "reactions.parquet").exists():
+            fmt = "table"
+        elif any(output.glob("*.ndjson")):
+            fmt = "fhir"
+        else:
+            raise ValueError(
+                f"{output}: not a `clinie pipe` output (no run state, no reactions.csv/.parquet, no .ndjson)"
+            )
         notes.append(f"no run state beside {output}: counts, time and memory are not known")
     elif not state.complete:
         notes.append("the run has not finished: this report shows what it had committed so far")

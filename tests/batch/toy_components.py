@@ -73,8 +73,9 @@ def make_drug_links(nlp: Language, name: str, drugs: dict):
     "label": "ADE-Drug", "head": reaction id, "tail": drug id, "score",
     "method"}`` from each reaction to the nearest drug before it;
     ``attributes["confidence"]``; a mention after "possible" is
-    hypothetical; a note containing "glitch" gets a NaN confidence (output
-    that no valid FHIR resource can hold)."""
+    hypothetical; MedDRA codes get their SOC; a note containing "glitch"
+    gets a NaN confidence (no valid FHIR resource can hold it) and one
+    containing "miscoded" a MedDRA code that is not a number."""
     register_extensions()
 
     def annotate(doc: Doc) -> Doc:
@@ -90,6 +91,11 @@ def make_drug_links(nlp: Language, name: str, drugs: dict):
             span._.attributes = {"rxnorm": drugs[span.text.lower()]}
         relations = list(doc._.relations or [])
         for i, span in enumerate(reactions):
+            if span._.meddra:
+                coded = [dict(entry, soc="Gastrointestinal disorders", soc_id="10017947") for entry in span._.meddra]
+                if "miscoded" in doc.text:
+                    coded[0]["meddra_pt_id"] = "N/A"
+                span._.meddra = coded
             attrs = dict(span._.attributes or {})
             attrs["confidence"] = float("nan") if "glitch" in doc.text else round(0.95 - 0.1 * (i % 4), 2)
             if span.start > 0 and doc[span.start - 1].lower_ == "possible":
