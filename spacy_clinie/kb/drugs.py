@@ -117,7 +117,8 @@ class DrugDictionary:
       lower case, UPPER CASE, Title Case or as the drug's name, so "sOne"
       is not a drug; ``case_sensitive_terms`` applies that rule to the
       listed terms only.
-    - ``include_classes``: MeSH pharmacological classes ("NSAIDs", "statins").
+    - ``include_classes``: MeSH pharmacological classes ("NSAIDs", "statins");
+      with False, an extra term naming a class still counts.
     - ``deny_mesh_trees``: MeSH tree prefixes of entries that are not drugs
       when they have no DrugBank id (enzymes ``D08``, receptors ``D12.776``,
       nucleic acids ``D13``: named in text as targets and biomarkers, e.g.
@@ -181,10 +182,12 @@ class DrugDictionary:
             return True
         return surface in {variant, variant.upper(), variant.title(), variant.capitalize(), entry.name, entry.name.upper()}
 
-    def _allowed(self, surface_norm: str, entry: DrugEntry) -> bool:
-        if entry.is_class and not self.include_classes:
+    def _allowed(self, surface_norm: str, entry: DrugEntry, extra: bool = False) -> bool:
+        """Deny list always; classes and MeSH trees only for the package's
+        own names (an extra term is the user's explicit choice)."""
+        if not extra and entry.is_class and not self.include_classes:
             return False
-        if self.deny_mesh_trees and not entry.drugbank_id and entry.mesh_tree:
+        if not extra and self.deny_mesh_trees and not entry.drugbank_id and entry.mesh_tree:
             if all(t.startswith(self.deny_mesh_trees) for t in entry.mesh_tree):
                 return False
         denied = {surface_norm, entry.key, entry.name.lower(), *(i.lower() for i in entry.ids().values())}
@@ -207,7 +210,7 @@ class DrugDictionary:
             entry = self.entry(canon[0])
             brand = (self._variant_data.get(norm) or {}).get("is_brand")
             found = DrugMatch(entry=entry, variant=norm, match="exact", is_brand=brand)
-        if not self._case_ok(text, norm, entry) or not self._allowed(norm, entry):
+        if not self._case_ok(text, norm, entry) or not self._allowed(norm, entry, extra=found.match == "extra"):
             return None
         return found
 
