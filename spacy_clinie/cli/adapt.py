@@ -54,56 +54,69 @@ def adapt_cli(
     at a remote server. A killed run resumes from OUTPUT/state.json.
     """
     import spacy
-    from spacy.tokens import DocBin
     from spacy.util import registry
     from thinc.api import Config
     from tqdm import tqdm
 
+    from ..convert import load_docs
+    from ..errors import FormatError
     from ..llm.adapt import SalaRun, load_target_texts
 
+    def fail(message: object) -> None:
+        typer.secho(f"error: {message}", fg="red", err=True)
+        raise typer.Exit(1)
+
+    # every input is checked before anything heavy (the LLM, the tagger) loads
+    vocab_nlp = spacy.blank("en")
+    try:
+        texts = load_target_texts(target, vocab_nlp)
+        gold_docs = load_docs(gold, vocab_nlp) if gold is not None else None
+    except (FormatError, OSError) as err:
+        fail(err)
+    try:
+        user = Config().from_disk(llm_config, interpolate=False) if llm_config is not None else None
+    except (ValueError, OSError) as err:
+        fail(f"{llm_config}: not a readable config ({str(err).strip()})")
+    if max_docs:
+        texts = texts[:max_docs]
+        gold_docs = gold_docs[:max_docs] if gold_docs else None
+    if gold_docs is not None and [d.text for d in gold_docs] != texts:
+        raise typer.BadParameter(f"{gold}: its texts differ from {target} (same docs, same order needed)", param_hint="--gold")
     if gpu_id >= 0:
         spacy.require_gpu(gpu_id)
     cfg = Config().from_str(DEFAULT_LLM_CONFIG)
-    if llm_config is not None:
-        user = Config().from_disk(llm_config, interpolate=False)
+    if user is not None:
         if "model" not in user:
             raise typer.BadParameter(f"{llm_config}: no [model] block", param_hint="--llm-config")
         cfg["model"] = user["model"]
         if "task" in user:
             cfg["task"] = user["task"]
     resolved = registry.resolve(cfg)
-    vocab_nlp = spacy.blank("en")
-    texts = load_target_texts(target, vocab_nlp)
-    gold_docs = None
-    if gold is not None:
-        gold_docs = list(DocBin().from_disk(gold).get_docs(vocab_nlp.vocab))
-    if max_docs:
-        texts = texts[:max_docs]
-        gold_docs = gold_docs[:max_docs] if gold_docs else None
-    if gold_docs is not None and [d.text for d in gold_docs] != texts:
-        raise typer.BadParameter(f"{gold}: its texts differ from {target} (same docs, same order needed)", param_hint="--gold")
 
     def bar(desc: str, total: int):
         return tqdm(total=total, desc=desc, unit="unit" if "LLM" in desc or "tuning" in desc else "doc", disable=not progress, leave=False)
 
-    run = SalaRun(
-        model,
-        texts,
-        output,
-        task=resolved["task"],
-        llm=resolved["model"],
-        k=k,
-        ratio=ratio,
-        tau=tau,
-        n_iter=n_iter,
-        epochs=epochs,
-        learn_rate=learn_rate,
-        batch_size=batch_size,
-        rehearsal=rehearsal,
-        gold=gold_docs,
-        progress=bar,
-        log=lambda m: typer.echo(m, err=True),
-    )
+    try:
+        run = SalaRun(
+            model,
+            texts,
+            output,
+            task=resolved["task"],
+            llm=resolved["model"],
+            k=k,
+            ratio=ratio,
+            tau=tau,
+            n_iter=n_iter,
+            epochs=epochs,
+            learn_rate=learn_rate,
+            batch_size=batch_size,
+            rehearsal=rehearsal,
+            gold=gold_docs,
+            progress=bar,
+            log=lambda m: typer.echo(m, err=True),
+        )
+    except FormatError as err:  # e.g. a damaged OUTPUT/state.json
+        fail(err)
     state = run.run()
     for h in state["history"]:
         typer.echo(f"iteration {h['iteration']}: {h.get('scores')}")

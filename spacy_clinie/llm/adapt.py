@@ -28,6 +28,7 @@ from spacy.language import Language
 from spacy.tokens import Doc, DocBin, Span
 from spacy.training import Example
 
+from ..errors import Errors, FormatError
 from ..extensions import MENTIONS_KEY, register_extensions
 from ..ml.optimizers import retraining_optimizer
 from .confidence import unit_entropy, units
@@ -47,6 +48,20 @@ def _write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def _read_state(path: Path) -> Dict[str, Any]:
+    """The saved run state, ``{}`` for a new run; a damaged file is a clear
+    error (it is written atomically, so only an outside edit damages it)."""
+    if not path.exists():
+        return {}
+    try:
+        state = json.loads(path.read_text(encoding="utf8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise FormatError(f"unreadable run state ({err}); delete it to start again", path=path) from None
+    if not isinstance(state, dict):
+        raise FormatError("unreadable run state (not a JSON object); delete it to start again", path=path)
+    return state
+
+
 def find_tagger(nlp: Language) -> Tuple[str, Any]:
     for name, pipe in nlp.pipeline:
         if pipe.__class__.__name__ == "SoftPromptTagger":
@@ -56,24 +71,43 @@ def find_tagger(nlp: Language) -> Tuple[str, Any]:
 
 def load_target_texts(path: Path, nlp: Language) -> List[str]:
     """Texts of the unlabelled target corpus: a .spacy file (annotations are
-    ignored), a JSONL file with a "text" field, or a folder of .txt files."""
+    ignored), a JSONL file with a "text" field, or a folder of .txt files.
+    Bad input raises ``FormatError`` naming the file (and line)."""
+    from ..convert import load_docs
+    from ..readers import read_text
+
+    path = Path(path)
     if path.is_dir():
         files = sorted(path.glob("*.txt"))
         if not files:
-            raise ValueError(f"{path}: no .txt files")
-        return [f.read_text(encoding="utf8") for f in files]
+            raise FormatError("no .txt files in this folder", path=path)
+        return [read_text(f) for f in files]
     if path.suffix == ".spacy":
-        return [d.text for d in DocBin().from_disk(path).get_docs(nlp.vocab)]
+        texts = [d.text for d in load_docs(path, nlp)]
+        if not texts:
+            raise FormatError(Errors.E014.format(path=path), path=path)
+        return texts
     if path.suffix == ".jsonl":
         out = []
-        for n, line in enumerate(path.read_text(encoding="utf8").splitlines(), 1):
-            if line.strip():
+        with open(path, "rb") as f:
+            for n, raw in enumerate(f, 1):
+                if not raw.strip():
+                    continue
                 try:
-                    out.append(json.loads(line)["text"])
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    raise FormatError(Errors.E002.format(pos=err.start, reason=err.reason), path=path, record=f"line {n}") from None
+                try:
+                    text = json.loads(line)["text"]
                 except (ValueError, KeyError, TypeError) as e:
-                    raise ValueError(f"{path}, line {n}: expected a JSON object with a 'text' string ({e})") from None
+                    raise FormatError(f"expected a JSON object with a 'text' string ({e})", path=path, record=f"line {n}") from None
+                if not isinstance(text, str):
+                    raise FormatError(f"'text' is {type(text).__name__}, not a string", path=path, record=f"line {n}")
+                out.append(text)
+        if not out:
+            raise FormatError(Errors.E001, path=path)
         return out
-    raise ValueError(f"{path}: expected a .spacy or .jsonl file or a folder of .txt files")
+    raise FormatError("expected a .spacy or .jsonl file or a folder of .txt files", path=path)
 
 
 class SalaRun:
@@ -116,7 +150,7 @@ class SalaRun:
         self.progress = progress
         self.log = log
         self.state_path = self.output / STATE
-        self.state: Dict[str, Any] = json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
+        self.state: Dict[str, Any] = _read_state(self.state_path)
         self._loaded: Optional[Tuple[int, Language]] = None
 
     # ------------------------------------------------------------ helpers

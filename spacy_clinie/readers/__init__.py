@@ -1,5 +1,5 @@
 """Readers and writers for the clinical ADE corpora."""
-from ._util import MentionSpec, Report
+from ._util import MentionSpec, Report, read_text
 from .brat import doc_to_brat, read_brat_dir, read_brat_file, write_brat
 from .euadr import read_euadr
 from .tac_onsides import read_onsides
@@ -8,6 +8,7 @@ from .tac_xml import docs_to_tac_xml, read_tac_xml, write_tac_xml
 __all__ = [
     "MentionSpec",
     "Report",
+    "read_text",
     "doc_to_brat",
     "read_brat_dir",
     "read_brat_file",

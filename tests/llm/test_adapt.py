@@ -95,3 +95,72 @@ def test_adapt_filter_moves_clean_annotations_to_the_demo_pool(tiny_tagger, tmp_
     assert state["iteration"] == 1 and state["targets"] == [] and state["stage"] == "done"
     assert len(state["demos"]) == 3
     assert state["llm_counts"]["unparseable"] >= 1  # garbage kept the tagger's spans, and was counted
+
+
+def _bad_inputs(tmp_path: Path):
+    """(target, --gold or None, what the error must say) for each bad input."""
+    good = tmp_path / "target.jsonl"
+    good.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS))
+    csv = tmp_path / "notes.csv"
+    csv.write_text("id,text\n1,rash\n")
+    jsonl = tmp_path / "broken.jsonl"
+    jsonl.write_text(json.dumps({"text": "ok"}) + "\n" + '{"text": 3}\n')
+    latin = tmp_path / "latin"
+    latin.mkdir()
+    (latin / "a.txt").write_text("Rash after the dose.", encoding="utf-8")
+    (latin / "b.txt").write_bytes("caf\u00e9 nausea".encode("latin-1"))
+    corrupt = tmp_path / "corrupt.spacy"
+    corrupt.write_bytes(b"\x93\x01not a docbin at all" * 3)
+    latin_jsonl = tmp_path / "latin.jsonl"
+    latin_jsonl.write_bytes(b'{"text": "caf\xe9"}\n')
+    return [
+        (csv, None, ["notes.csv", "expected a .spacy or .jsonl file"]),
+        (jsonl, None, ["broken.jsonl", "line 2"]),
+        (latin, None, ["b.txt", "UTF-8"]),
+        (latin_jsonl, None, ["latin.jsonl", "UTF-8"]),
+        (corrupt, None, ["corrupt.spacy", "not a readable .spacy file"]),
+        (good, corrupt, ["corrupt.spacy", "not a readable .spacy file"]),
+    ]
+
+
+def test_adapt_bad_inputs_give_clear_errors(tmp_path):
+    """Issue 24, item 8: a bad target (wrong kind of file, a bad JSONL line,
+    a non-UTF-8 .txt) or a corrupt --gold ends with one line naming the file
+    and the problem, exit code 1, no traceback; nothing is loaded first."""
+    from typer.testing import CliRunner
+
+    from spacy_clinie.cli import app
+
+    runner = CliRunner()
+    for target, gold, expected in _bad_inputs(tmp_path):
+        args = ["adapt", str(tmp_path), str(target), str(tmp_path / "run"), "--no-progress"]
+        if gold is not None:
+            args += ["--gold", str(gold)]
+        result = runner.invoke(app, args)
+        assert isinstance(result.exception, SystemExit), (target, repr(result.exception))
+        assert result.exit_code != 0, (target, result.output)
+        for part in expected:
+            assert part in result.output, (target, part, result.output)
+        assert "Traceback" not in result.output
+
+
+def test_adapt_bad_llm_config_and_state(tmp_path):
+    """A --llm-config that is not a config, and a damaged state.json of the
+    run being resumed, are reported by name too."""
+    from typer.testing import CliRunner
+
+    from spacy_clinie.cli import app
+
+    target = tmp_path / "target.jsonl"
+    target.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS))
+    cfg = tmp_path / "llm.cfg"
+    cfg.write_text("this is not a config")
+    result = CliRunner().invoke(app, ["adapt", str(tmp_path), str(target), str(tmp_path / "run"), "--llm-config", str(cfg)])
+    assert isinstance(result.exception, SystemExit) and result.exit_code == 1, repr(result.exception)
+    assert "llm.cfg: not a readable config" in result.output
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "state.json").write_text('{"stage": "annot')
+    result = CliRunner().invoke(app, ["adapt", str(tmp_path), str(target), str(run), "--no-progress"])
+    assert isinstance(result.exception, SystemExit) and result.exit_code == 1, repr(result.exception)
+    assert "state.json" in result.output and "unreadable run state" in result.output
