@@ -11,7 +11,7 @@ import json
 import secrets
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Iterable, Optional, Set
+from typing import Any, Dict, Iterable, Optional, Sequence, Set
 
 import plotly.io as pio
 from flask import Flask, Response, abort, jsonify, redirect, render_template, request, send_file, url_for
@@ -35,9 +35,11 @@ def plotly_js_path() -> Path:
     return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
 
-def parse_labels_json(data: bytes) -> list:
+def parse_labels_json(data: bytes, words: Optional[Sequence[str]] = None) -> list:
     """Uploaded labels: a list of tag names, ``{"labels": [...]}``, or a list
-    of ``{"token": ..., "label": ...}`` (seed 000's per-token JSON)."""
+    of ``{"token": ..., "label": ...}`` (seed 000's per-token JSON). Given the
+    sentence's ``words``, the tokens of the last form must be those words, so
+    labels written for another sentence of the same length are refused."""
     try:
         value = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -47,8 +49,23 @@ def parse_labels_json(data: bytes) -> list:
     if not isinstance(value, list):
         raise ValueError('expected a list of labels, {"labels": [...]} or [{"token": ..., "label": ...}, ...]')
     if value and all(isinstance(v, dict) for v in value):
+        if words is not None:
+            check_tokens([v.get("token") for v in value], words)
         value = [v.get("label") for v in value]
     return value
+
+
+def check_tokens(tokens: Sequence[Any], words: Sequence[str]) -> None:
+    """ValueError at the first given token that is not the word at its
+    position (a missing ``token`` field is not checked)."""
+    if len(tokens) != len(words):
+        raise ValueError(f"{len(tokens)} tokens for a sentence of {len(words)}")
+    for i, (tok, word) in enumerate(zip(tokens, words)):
+        if tok is not None and tok != word:
+            raise ValueError(
+                f"token {i} is {tok!r} in the file but {word!r} in the sentence: "
+                "are these labels for another sentence?"
+            )
 
 
 def local_hosts(port: int) -> Set[str]:
@@ -180,7 +197,7 @@ def create_app(session: ReviewSession, allowed_hosts: Optional[Iterable[str]] = 
         if file is None or not file.filename:
             return render_item(pos, error="choose a JSON file of labels first", status=400)
         try:
-            labels = parse_labels_json(file.read())
+            labels = parse_labels_json(file.read(), words=session.instances[index].words)
             session.decide(index, task, "upload", labels)
         except ValueError as err:
             return render_item(pos, error=f"{file.filename}: {err}", status=400)

@@ -171,3 +171,35 @@ def test_attention_views_are_distributions(session):
     assert not numpy.allclose(view.importance(None), view.importance(2))
     html = create_app(session).test_client().get("/item/0?focus=2").data.decode()
     assert "Importance from token 2" in html and '<option value="2" selected>' in html
+
+
+def test_upload_checks_the_tokens_it_is_given(session):
+    """Issue 24, item 10: ``[{"token", "label"}]`` labels written for another
+    sentence of the same length were accepted; the tokens are now compared
+    with the sentence's words (files of bare labels cannot be checked)."""
+    import io
+
+    client = create_app(session).test_client()
+    pos = session.position(0, "concepts")
+    token = csrf_of(client.get(f"/item/{pos}").data)
+    words = session.instances[0].words
+    fake_words = [f"x{i}" for i in range(len(words))]  # same length, other tokens
+    labels = ["O"] * len(words)
+    before = session.store.latest(session.instances[0].key, "concepts")
+
+    def upload(rows):
+        data = json.dumps(rows).encode()
+        return client.post(f"/item/{pos}/upload", data={"csrf": token, "labels_file": (io.BytesIO(data), "labels.json")},
+                           content_type="multipart/form-data")
+
+    resp = upload([{"token": w, "label": lab} for w, lab in zip(fake_words, labels)])
+    assert resp.status_code == 400, resp.status_code
+    body = resp.data.decode()
+    assert "labels.json" in body and "token 0" in body and "x0" in body
+    assert session.store.latest(session.instances[0].key, "concepts") == before
+    resp = upload([{"token": w, "label": lab} for w, lab in zip(words, labels)])
+    assert resp.status_code == 303
+    assert session.store.latest(session.instances[0].key, "concepts")["labels"] == labels
+    with pytest.raises(ValueError, match=r"token 1 is 'b' in the file but 'y' in the sentence"):
+        parse_labels_json(b'[{"token": "x", "label": "O"}, {"token": "b", "label": "O"}]', words=["x", "y"])
+    assert parse_labels_json(b'[{"token": "x", "label": "O"}]', words=["x"]) == ["O"]
