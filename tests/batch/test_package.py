@@ -48,14 +48,17 @@ def test_config_assembles_every_component_by_entry_point():
     assert "'medspacy_context'" in out.stdout and "'clinie_context_attributes'" in out.stdout
     assert "['llm_corrector', 'relation_linker']" in out.stdout  # switched off by default
     assert "'llm'" in out.stdout  # spacy-llm's component running clinie.ADECorrect.v1
+    assert "'clinie_drug_ner'" in out.stdout and "'clinie_drug_ade_linker'" in out.stdout  # issue 25
 
 
 def _tiny_trained_pipeline(path: Path) -> Path:
     nlp = make_blank()
     ruler = nlp.add_pipe("span_ruler", config={"spans_key": "mentions", "phrase_matcher_attr": "LOWER"})
     nlp.add_pipe("clinie_relation_linker", config={"threshold": 0.5})
+    nlp.add_pipe("clinie_drug_ner")
     nlp.add_pipe("clinie_meddra_linker", config={"encoder": None})
     add_context_pipes(nlp)
+    nlp.add_pipe("clinie_drug_ade_linker")
 
     examples = []
     for text in ("The patient had no nausea .", "No rash was seen .", "Severe nausea and rash ."):
@@ -153,8 +156,10 @@ def test_package_install_and_load_in_fresh_process(tmp_path):
         "nlp = spacy.load('en_clinie_ade')\n"
         "doc = nlp('The patient had no nausea .')\n"
         "spans = [(s.text, s.label_, s.id_, s._.meddra, s._.attributes) for s in doc.spans['mentions']]\n"
+        "drug = nlp('Rash on lisinopril .')\n"
+        "links = [(r['label'], r['method']) for r in drug._.relations if r['label'] == 'ADE-Drug']\n"
         "print(json.dumps({'file': spacy.util.get_package_path('en_clinie_ade').as_posix(), 'pipes': nlp.pipe_names,\n"
-        "    'spans': spans, 'relations': doc._.relations, 'perf': nlp.meta['performance']}))\n"
+        "    'spans': spans, 'relations': doc._.relations, 'perf': nlp.meta['performance'], 'links': links}))\n"
     )
     env = {"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
@@ -164,16 +169,19 @@ def test_package_install_and_load_in_fresh_process(tmp_path):
     assert got["pipes"] == [
         "span_ruler",
         "clinie_relation_linker",
+        "clinie_drug_ner",
         "clinie_meddra_linker",
         "sentencizer",
         "medspacy_sectionizer",
         "medspacy_context",
         "clinie_context_attributes",
+        "clinie_drug_ade_linker",
     ]
     spans = {text: (label, meddra, attrs) for text, label, _, meddra, attrs in got["spans"]}
     assert set(spans) == {"no", "nausea"}, got["spans"]
     assert spans["nausea"][1][0]["meddra_pt_id"] == "10028813"
     assert spans["nausea"][2].get("is_negated") is True  # ConText through clinie_context_attributes
     assert [r["label"] for r in got["relations"]] == ["Negated"]  # the trained relation linker
+    assert got["links"] == [["ADE-Drug", "rule_all"]]  # drug mention and link (issue 25)
     assert got["perf"]["mention_strict_f"] == pytest.approx(1 / 3)
     assert got["perf"]["evaluation"]["tiny_test"]["mention_strict"]["micro"]["p"] == 0.5
