@@ -76,7 +76,8 @@ def reaction_prf(rows: List[Dict[str, Any]], gold: Dict[str, set]) -> Dict[str, 
 
 
 def run_stats(out: Path) -> Dict[str, Any]:
-    from spacy_clinie.batch.report import load_run, run_stats as stats
+    from spacy_clinie.batch.report import load_run
+    from spacy_clinie.batch.report import run_stats as stats
 
     return stats(load_run(out))
 

@@ -25,7 +25,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 from .checkpoint import RunState, load_state
 from .fhir import read_resources, resource_reaction
 from .reactions import OutputError
-from .table import read_table, reaction_rows
+from .table import reaction_rows, read_table
 
 TOP_PTS = 25
 FONT = dict(family="system-ui, -apple-system, Segoe UI, sans-serif", size=12)

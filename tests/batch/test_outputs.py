@@ -10,16 +10,22 @@ from typing import Dict, Set, Tuple
 import pyarrow.parquet as pq
 import pytest
 import spacy
-from fhir.resources.R4B import get_fhir_model_class as r4b_model
 from fhir.resources import get_fhir_model_class as r5_model  # the default models are R5
+from fhir.resources.R4B import get_fhir_model_class as r4b_model
 from spacy.tokens import Span
 from typer.testing import CliRunner
 
 from spacy_clinie.batch import PipeSettings, run_pipe
 from spacy_clinie.batch.checkpoint import load_state
-from spacy_clinie.batch.fhir import MEDDRA_SYSTEM, FhirOptions, read_resources, record_resources, resource_reaction
+from spacy_clinie.batch.fhir import (
+    MEDDRA_SYSTEM,
+    FhirOptions,
+    read_resources,
+    record_resources,
+    resource_reaction,
+)
 from spacy_clinie.batch.records import doc_to_record
-from spacy_clinie.batch.table import COLUMN_NAMES, read_table, reaction_rows
+from spacy_clinie.batch.table import COLUMN_NAMES, reaction_rows, read_table
 from spacy_clinie.cli import app
 from spacy_clinie.extensions import register_extensions
 from spacy_clinie.scoring import normalize_string

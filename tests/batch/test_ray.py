@@ -59,3 +59,19 @@ def test_ray_rejects_folder_output(tmp_path, light_model, local_ray):
     src = mixed_input(tmp_path / "in.jsonl", n=3)
     with pytest.raises(ValueError, match=r"--backend ray writes records \(jsonl, table, fhir\)"):
         run_pipe(light_model, src, tmp_path / "out", _settings(backend="ray", output_format="brat"))
+
+
+@pytest.mark.parametrize("fmt", ["table", "fhir"])
+def test_ray_table_and_fhir_identical_to_local(tmp_path, local_ray, fmt):
+    """The record's meta (patient id, drug field) travels through Ray, and
+    records the sink rejects reach the same quarantine."""
+    from .output_data import build_notes_pipeline, note_records, write_jsonl
+
+    model = build_notes_pipeline(tmp_path / "notes_model")
+    src = write_jsonl(tmp_path / "notes.jsonl", note_records())
+    local = run_pipe(model, src, tmp_path / "local", _settings(output_format=fmt))
+    remote = run_pipe(model, src, tmp_path / "ray", _settings(output_format=fmt, backend="ray", ray_workers=2))
+    assert (remote.read, remote.written, remote.quarantined) == (local.read, local.written, local.quarantined)
+    assert remote.extra["rejected"] == local.extra["rejected"] > 0
+    for name in ["quarantine.jsonl"] + (["reactions.csv"] if fmt == "table" else ["AdverseEvent.ndjson"]):
+        assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name

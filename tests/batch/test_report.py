@@ -6,7 +6,6 @@ real Chromium (selenium, as the review app's browser test drives it) and
 Set CLINIE_REPORT_SCREENSHOT=docs/report.png to refresh the screenshot.
 """
 
-import json
 import os
 import re
 import shutil
