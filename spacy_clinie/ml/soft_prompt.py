@@ -20,12 +20,24 @@ one model learn them without guessing the section from the window.
 
 The torch module, the tokenizer and the Hugging Face config are serialised
 together, so a saved pipeline loads without the original weights.
+
+Inference precision (``model.attrs["inference"]``, set by the pipe) trades a
+little accuracy for CPU time at prediction only; training and the saved
+weights always stay fp32: ``int8`` runs a dynamically quantised copy of the
+module (Linear layers in int8, built on first use), ``bf16`` runs the encoder
+under bfloat16 autocast (fast only on CPUs with bf16 instructions: AVX512-BF16
+or AMX). ``model.attrs["bucket_by_length"]`` sorts a batch's windows by length
+before cutting it into steps, so short windows are not padded to long ones.
 """
+import contextlib
+import copy
 import io
+import itertools
 import os
 import random
 import tarfile
 import tempfile
+import warnings
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -42,13 +54,15 @@ from .crf import CRF
 from .optimizers import ScaledOptimizer
 
 STRATEGIES = ("full", "frozen")
+INFERENCE = ("fp32", "int8", "bf16")
 
 
 def _single_thread_after_fork() -> None:
     # spaCy's nlp.pipe(n_process=...) forks. The OpenMP pool that torch used
     # in the parent is not fork-safe, so a child that runs a parallel region
-    # hangs; one intra-op thread per worker process avoids it (and is what
-    # n_process workers should use anyway).
+    # hangs (so does a child that asks for 2 threads again: tested with torch
+    # 2.13); one intra-op thread per worker process avoids it. On N cores,
+    # use n_process = N rather than fewer workers with more threads.
     torch.set_num_threads(1)
 
 
@@ -118,9 +132,17 @@ class SoftPromptModule(nn.Module):
         return emb, mask, P
 
     def _encode(self, i: int, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
-        """Word-level hidden states (N, W, H) for prompt group ``i``."""
+        """Word-level hidden states (N, W, H) for prompt group ``i``; with
+        ``batch["autocast"]`` (a dtype) the encoder runs under autocast and
+        its output is cast back, so the heads and CRFs stay fp32."""
         emb, mask, P = self.embed(i, batch)
-        hidden = self.encoder(inputs_embeds=emb, attention_mask=mask).last_hidden_state
+        low = batch.get("autocast")
+        if low is None:
+            hidden = self.encoder(inputs_embeds=emb, attention_mask=mask).last_hidden_state
+        else:
+            with torch.autocast(device_type=emb.device.type, dtype=low):
+                hidden = self.encoder(inputs_embeds=emb, attention_mask=mask).last_hidden_state
+            hidden = hidden.to(emb.dtype)
         pos = batch["word_pos"] + 1 + P  # skip [CLS] and the prompt
         return hidden.gather(1, pos.unsqueeze(2).expand(-1, -1, hidden.shape[2]))
 
@@ -157,6 +179,22 @@ class SoftPromptModule(nn.Module):
                     paths = [row[: int(m.sum())].tolist() for row, m in zip(em.argmax(-1), word_mask)]
                 out["decoded"][task] = (paths, probs.detach().cpu().numpy())
         return out
+
+
+def quantize_int8(module: SoftPromptModule) -> SoftPromptModule:
+    """An inference copy of ``module`` whose Linear layers (encoder, prompt
+    projections, heads) are dynamically quantised to int8, weights per
+    output channel. Every other tensor (embeddings, LayerNorms, CRFs) and
+    the tokenizer are shared with ``module``, not copied."""
+    linear = {id(p) for m in module.modules() if isinstance(m, nn.Linear) for p in m.parameters()}
+    shared = itertools.chain(module.parameters(), module.buffers(), [module.tokenizer])
+    memo = {id(t): t for t in shared if id(t) not in linear}
+    clone = copy.deepcopy(module, memo).eval()
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    with warnings.catch_warnings():  # torch.ao.quantization's deprecation notices
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(clone, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
 
 
 # ------------------------------------------------------------------ batching
@@ -337,6 +375,11 @@ def run_batch(
     budget = model.attrs["budget"]
     pieces = word_pieces(module.tokenizer, docs)
     windows = [w for d, p in enumerate(pieces) for w in make_windows(p, d, budget, model.attrs["stride"])]
+    predicting = not is_train and gold is None
+    if predicting and model.attrs.get("bucket_by_length"):
+        # longest first, so each step pads to a similar length; _stitch reads
+        # each window's own doc and positions, so the order is free
+        windows.sort(key=lambda w: -sum(min(len(pieces[w.doc][i]), budget) for i in w.words))
     if not windows:  # only empty or whitespace docs
         tags, probs = _stitch(module, docs, [], {t: ([], None) for t in module.tasks})
         return TaggerOutput(loss=0.0 if gold is not None else None, tags=tags, probs=probs), lambda d_loss: None
@@ -344,6 +387,9 @@ def run_batch(
         module.tokenizer, docs, model.attrs["context"], model.attrs["context_len"], model.attrs["context_dropout"] if is_train else 0.0
     )
     device = shim.device
+    mode = model.attrs.get("inference", "fp32") if predicting else "fp32"
+    if mode == "int8" and device.type != "cpu":
+        raise ValueError(f"inference = 'int8' runs on CPU only (torch dynamic quantisation); the tagger is on {device}: use 'bf16' or 'fp32'")
     loss_total = 0.0
     chunk = model.attrs["max_windows_per_step"]
     decoded_all: Dict[str, Any] = {}
@@ -352,6 +398,8 @@ def run_batch(
         batch = collate(module, pieces, part, budget, gold, device, context)
         batch["task_weights"] = model.attrs["task_weights"]
         batch["decode"] = gold is None
+        if mode == "bf16":
+            batch["autocast"] = torch.bfloat16
         if is_train:
             out, bp = shim.begin_update(ArgsKwargs(args=(batch,), kwargs={}))
             loss = out["loss"]
@@ -360,7 +408,11 @@ def run_batch(
             bp(ArgsKwargs(args=(loss,), kwargs={"grad_tensors": (torch.ones_like(loss),)}))
             loss_total += float(loss.detach())
         else:
-            out = shim.predict(ArgsKwargs(args=(batch,), kwargs={}))
+            if mode == "int8":
+                with torch.no_grad():
+                    out = shim.int8_module()(batch)
+            else:
+                out = shim.predict(ArgsKwargs(args=(batch,), kwargs={}))
             if gold is not None:
                 loss_total += float(out["loss"])
             else:
@@ -394,10 +446,30 @@ class SoftPromptShim(PyTorchShim):
     def __init__(self, *args: Any, head_lr_scale: float = 1.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.head_lr_scale = head_lr_scale
+        self._int8: Optional[Tuple[SoftPromptModule, SoftPromptModule]] = None
+
+    def int8_module(self) -> SoftPromptModule:
+        """The int8 inference copy of the current weights (built on first
+        use; dropped whenever the fp32 weights change)."""
+        if self._int8 is None or self._int8[0] is not self._model:
+            self._int8 = (self._model, quantize_int8(self._model))
+        return self._int8[1]
 
     def finish_update(self, optimizer: Any) -> None:
         # thinc keys a shim's parameters (shim id, torch parameter name)
+        self._int8 = None
         super().finish_update(ScaledOptimizer(optimizer, self.head_lr_scale, scales=_not_encoder))
+
+    @contextlib.contextmanager
+    def use_params(self, params: Any):
+        self._int8 = None
+        with super().use_params(params):
+            yield
+        self._int8 = None
+
+    def from_bytes(self, bytes_data: bytes) -> "SoftPromptShim":
+        self._int8 = None
+        return super().from_bytes(bytes_data)
 
 
 def _not_encoder(key: Tuple[int, str]) -> bool:
@@ -562,5 +634,9 @@ def build_soft_prompt_tagger(
             "context": context or None,
             "context_len": context_len,
             "context_dropout": context_dropout,
+            # prediction-time settings, owned by the pipe (never saved as its
+            # weights): see the module docstring
+            "inference": "fp32",
+            "bucket_by_length": False,
         },
     )

@@ -15,19 +15,30 @@ Behind a ``clinie_sentence_filter`` (``doc.spans[sentences_key]``), only the
 kept sentences are encoded and tagged.
 With ``store_entropy``, ``doc._.tag_entropy`` keeps each token's tag entropy
 for the LLM corrector's uncertainty sampling.
+
+Prediction settings, which change neither training nor the saved weights
+(always fp32): ``inference`` (``fp32``, ``int8`` or ``bf16``: see
+``ml/soft_prompt.py``) and ``bucket_by_length``. Set them in the config
+(``[components.ade] inference = "bf16"``), with
+``spacy.load(path, config={"components": {"ade": {"inference": "bf16"}}})``,
+or on a loaded pipeline with ``set_inference``.
 """
+import warnings
 from dataclasses import replace
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 import numpy
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc, Span
 from spacy.training import Example, validate_examples
+from spacy.util import SimpleFrozenList
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer
 
 from ..extensions import MENTIONS_KEY, register_extensions, set_mention_attrs
+from ..ml.soft_prompt import INFERENCE
 from ..sentences import SENTENCES_KEY, kept_token_indices
 
 AUX_TASKS = ("relations", "kind", "none")
@@ -64,6 +75,8 @@ DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
         "overwrite": True,
         "sentences_key": SENTENCES_KEY,
         "store_entropy": True,
+        "inference": "fp32",
+        "bucket_by_length": False,
         "scorer": {"@scorers": "clinie.mention_scorer.v1", "spans_key": MENTIONS_KEY},
     },
     default_score_weights={f"{MENTIONS_KEY}_f": 1.0, f"{MENTIONS_KEY}_p": 0.0, f"{MENTIONS_KEY}_r": 0.0, f"{MENTIONS_KEY}_relaxed_f": 0.0},
@@ -77,10 +90,22 @@ def make_soft_prompt_tagger(
     overwrite: bool,
     sentences_key: Optional[str],
     store_entropy: bool,
+    inference: str,
+    bucket_by_length: bool,
     scorer: Optional[Callable],
 ) -> "SoftPromptTagger":
     return SoftPromptTagger(
-        nlp.vocab, model, name, spans_key=spans_key, aux_task=aux_task, overwrite=overwrite, sentences_key=sentences_key, store_entropy=store_entropy, scorer=scorer
+        nlp.vocab,
+        model,
+        name,
+        spans_key=spans_key,
+        aux_task=aux_task,
+        overwrite=overwrite,
+        sentences_key=sentences_key,
+        store_entropy=store_entropy,
+        inference=inference,
+        bucket_by_length=bucket_by_length,
+        scorer=scorer,
     )
 
 
@@ -128,6 +153,8 @@ class SoftPromptTagger(TrainablePipe):
         overwrite: bool = True,
         sentences_key: Optional[str] = SENTENCES_KEY,
         store_entropy: bool = True,
+        inference: str = "fp32",
+        bucket_by_length: bool = False,
         scorer: Optional[Callable] = None,
     ) -> None:
         if aux_task not in AUX_TASKS:
@@ -146,6 +173,49 @@ class SoftPromptTagger(TrainablePipe):
             "sentences_key": sentences_key,
             "store_entropy": store_entropy,
         }
+        # not in self.cfg: from_disk would restore the saved value over the
+        # config's, and these are chosen per run, not per model
+        self.inference = inference
+        self.bucket_by_length = bucket_by_length
+
+    # ------------------------------------------------------------ prediction settings
+
+    @property
+    def inference(self) -> str:
+        return self._inference
+
+    @inference.setter
+    def inference(self, value: str) -> None:
+        if value not in INFERENCE:
+            raise ValueError(f"[{self.name}] inference must be one of {INFERENCE}, got {value!r}")
+        if value == "bf16" and not _native_bf16():
+            warnings.warn(f"[{self.name}] inference = 'bf16' on a CPU without bf16 instructions (AVX512-BF16/AMX) is emulated and usually slower than fp32")
+        self._inference = value
+        self.model.attrs["inference"] = value
+
+    @property
+    def bucket_by_length(self) -> bool:
+        return self._bucket_by_length
+
+    @bucket_by_length.setter
+    def bucket_by_length(self, value: bool) -> None:
+        self._bucket_by_length = bool(value)
+        self.model.attrs["bucket_by_length"] = bool(value)
+
+    def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = SimpleFrozenList()) -> "SoftPromptTagger":
+        super().from_bytes(bytes_data, exclude=exclude)
+        self._reapply_settings()
+        return self
+
+    def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = SimpleFrozenList()) -> "SoftPromptTagger":
+        super().from_disk(path, exclude=exclude)
+        self._reapply_settings()
+        return self
+
+    def _reapply_settings(self) -> None:
+        # the model's saved attrs were loaded over the ones this pipe set
+        self.model.attrs["inference"] = self._inference
+        self.model.attrs["bucket_by_length"] = self._bucket_by_length
 
     # ------------------------------------------------------------ labels
 
@@ -307,6 +377,33 @@ class SoftPromptTagger(TrainablePipe):
         """Per-doc (n_tokens, n_tags) tag probabilities (CRF marginals or softmax),
         for confidence and entropy sampling."""
         return [p[task] for p in output.probs]
+
+
+def set_inference(nlp: Language, inference: str, bucket_by_length: Optional[bool] = None) -> List[str]:
+    """Switch every soft-prompt tagger of a loaded pipeline to ``inference``
+    (and ``bucket_by_length`` unless None); returns their names."""
+    names = []
+    for name, pipe in nlp.components:
+        if isinstance(pipe, SoftPromptTagger):
+            pipe.inference = inference
+            if bucket_by_length is not None:
+                pipe.bucket_by_length = bucket_by_length
+            names.append(name)
+    return names
+
+
+def _native_bf16() -> bool:
+    """Whether this CPU has bf16 instructions (unknown, or a GPU: assume so)."""
+    import torch
+    from thinc.api import get_torch_default_device
+
+    if get_torch_default_device().type != "cpu":
+        return True
+    check = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    if check is None and amx is None:
+        return True
+    return bool((check and check()) or (amx and amx()))
 
 
 def token_entropy(probs: numpy.ndarray) -> numpy.ndarray:
