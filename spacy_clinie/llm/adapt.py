@@ -259,10 +259,7 @@ class SalaRun:
             doc = docs[i]
             prompt = self.task.render(doc, s, e)
             response = list(self.llm([[prompt]]))[0][0]
-            try:
-                spans, _, dropped = self.task.read_answer(doc, s, e, response)
-            except Exception:
-                spans, dropped = None, 0
+            spans, _, dropped = self.task.read_answer(doc, s, e, response)  # None: unreadable
             counts["prompted"] += 1
             counts["dropped_entities"] += dropped
             if spans is None:  # unreadable: keep the small model's prediction

@@ -182,3 +182,27 @@ def test_llm_confidence_stays_with_its_span_when_an_entity_is_dropped():
     spans, confs, dropped = task.read_answer(doc, 0, 7, response)
     assert [doc[s:e].text for s, e, _ in spans] == ["nausea"] and dropped == 1  # "headache" is not in the text
     assert confs == [0.5]  # nausea's own label token, not headache's
+
+
+def test_only_parse_errors_count_as_unparseable(monkeypatch):
+    """Issue 24, item 11: model output the parser cannot digest (deep
+    nesting, an index of 5,000 digits) is counted as unparseable; a bug in
+    our own code after parsing raises instead of hiding in that count."""
+    task = make_task()
+    doc = tagged_doc()
+    selected = task.select(doc)
+    hostile = ["[" * 100_000, '[{"a": ' * 5000]
+    task.apply(doc, selected, hostile)
+    assert doc._.llm_corrections["unparseable"] == 2 and doc._.llm_corrections["parsed"] == 0
+    index_task = make_task(output_format="index")
+    doc = tagged_doc()
+    index_task.apply(doc, index_task.select(doc)[:1], ["9" * 5000 + " : rash : AdverseReaction"])
+    assert doc._.llm_corrections["unparseable"] == 1
+
+    def broken(*args, **kwargs):
+        raise KeyError("a bug in our resolver")
+
+    monkeypatch.setattr(task, "resolver", broken)
+    doc = tagged_doc()
+    with pytest.raises(KeyError, match="a bug in our resolver"):
+        task.apply(doc, selected, ['{"nausea": "AdverseReaction"}', "{}"])

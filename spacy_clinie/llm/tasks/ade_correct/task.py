@@ -7,7 +7,8 @@ spacy-llm's sharding interface carries them as ``(prompts, [doc])``. Units
 are re-derived when responses come back (selection is a pure function of the
 doc), and each answer replaces the small model's spans inside its unit.
 Answers that cannot be read keep the small model's spans and are counted in
-``doc._.llm_corrections``; nothing here raises on model output.
+``doc._.llm_corrections``; nothing here raises on model output, and only the
+parsers' errors on that output are caught (a bug of ours still raises).
 """
 import json
 from pathlib import Path
@@ -29,6 +30,9 @@ from ...resolver import LabelResolver, index_spans, locate_entities
 from ...types import Prompt, Response
 
 OUTPUT_FORMATS = ("json", "index")
+# what the parsers raise on model output they cannot digest (json's nesting
+# limit, int() of an over-long index); nothing else is caught
+PARSE_ERRORS = (ValueError, RecursionError)
 STAT_KEYS = ("units", "prompted", "parsed", "unparseable", "changed", "dropped_entities")
 
 
@@ -220,7 +224,10 @@ class ADECorrectTask:
         each span, entities dropped by the resolver)."""
         tokens = getattr(response, "tokens", None)
         if self.output_format == "json":
-            pairs = parse_json_entities(response)
+            try:
+                pairs = parse_json_entities(response)
+            except PARSE_ERRORS:  # e.g. nesting too deep for the json module
+                pairs = None
             if pairs is None:
                 return None, [], 0
             resolved = [(t, raw, self.resolver(raw)) for t, raw in pairs]
@@ -228,7 +235,10 @@ class ADECorrectTask:
             confs = label_confidences(tokens, str(response), self._labels, [raw for _, raw, lab in resolved if lab is not None])
             spans, missing, found = locate_entities(doc, start, end, kept)
             return spans, [confs[i] for i in found], (len(pairs) - len(kept)) + missing
-        lines = parse_index_lines(response)
+        try:
+            lines = parse_index_lines(response)
+        except PARSE_ERRORS:  # e.g. an index too long for int()
+            lines = None
         if lines is None:
             return None, [], 0
         spans, dropped = index_spans(doc, start, end, lines, self.resolver)
@@ -241,10 +251,9 @@ class ADECorrectTask:
         current = list(doc.spans[self.spans_key]) if self.spans_key in doc.spans else []
         n_new = 0
         for (start, end, entropy), response in zip(selected, responses):
-            try:
-                spans, confs, dropped = self.read_answer(doc, start, end, response)
-            except Exception:  # model output must never break the pipeline
-                spans, confs, dropped = None, [], 0
+            # read_answer turns unreadable model output into None; anything it
+            # raises is a bug of ours and must not be counted as "unparseable"
+            spans, confs, dropped = self.read_answer(doc, start, end, response)
             stats["dropped_entities"] += dropped
             if spans is None:
                 stats["unparseable"] += 1
