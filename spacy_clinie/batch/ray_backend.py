@@ -90,8 +90,10 @@ class Annotator:
         code: Optional[str],
         recycle_every: int = 0,
         meta_fields: Optional[Dict[str, str]] = None,
+        inference: str = "fp32",
+        bucket_by_length: bool = False,
     ) -> None:
-        self._load = lambda: load_pipeline(model, gpu_id, code)
+        self._load = lambda: load_pipeline(model, gpu_id, code, inference, bucket_by_length)
         self.nlp = self._load()
         self.version = model_version(self.nlp)
         self.batch_size = batch_size
@@ -194,6 +196,8 @@ def ray_stream(
             str(Path(settings.code).resolve()) if settings.code else None,
             settings.recycle_every,
             settings.meta_fields(),
+            settings.inference,
+            settings.bucket_by_length,
         ),
         batch_size=settings.batch_size,
         batch_format="pyarrow",

@@ -65,6 +65,9 @@ class PipeSettings:
     fhir_kind: str = "note"
     fhir_bundle: bool = False
     fhir_include_negated: bool = False
+    # soft-prompt tagger prediction settings (pipeline/soft_prompt_tagger.py)
+    inference: str = "fp32"
+    bucket_by_length: bool = False
 
     def meta_fields(self) -> Dict[str, str]:
         """``{role: input field name}`` for ``record["meta"]``."""
@@ -139,6 +142,9 @@ def fingerprint(model: str, input_path: Path, settings: PipeSettings, fmt: str) 
         "spans_key": settings.spans_key,
         "include_text": settings.include_text,
         "meta_fields": settings.meta_fields(),
+        # only when set, so that runs started before these settings resume
+        **({"inference": settings.inference} if settings.inference != "fp32" else {}),
+        **({"bucket_by_length": True} if settings.bucket_by_length else {}),
         **(
             {"table_formats": list(settings.table_formats)}
             if settings.output_format == "table"
@@ -313,16 +319,28 @@ def import_code(code: Optional[Union[str, Path]]) -> None:
 
 
 def load_pipeline(
-    model: Union[str, Path], gpu_id: int = -1, code: Optional[Union[str, Path]] = None
+    model: Union[str, Path],
+    gpu_id: int = -1,
+    code: Optional[Union[str, Path]] = None,
+    inference: str = "fp32",
+    bucket_by_length: bool = False,
 ) -> Language:
     """``spacy.load`` after ``require_gpu`` when a GPU is asked for (it must
-    come first so the weights are allocated on the device)."""
+    come first so the weights are allocated on the device); ``inference`` and
+    ``bucket_by_length`` other than the defaults switch the pipeline's
+    soft-prompt taggers (an error if it has none)."""
     import spacy
 
     import_code(code)
     if gpu_id >= 0:
         spacy.require_gpu(gpu_id)
-    return spacy.load(model)
+    nlp = spacy.load(model)
+    if inference != "fp32" or bucket_by_length:
+        from ..pipeline.soft_prompt_tagger import set_inference
+
+        if not set_inference(nlp, inference, bucket_by_length):
+            raise ValueError(f"{model}: --inference/--bucket-by-length need a clinie_soft_prompt_tagger; the pipeline has {nlp.pipe_names}")
+    return nlp
 
 
 def _local_stream(
@@ -464,7 +482,7 @@ def run_pipe(
 
     own_nlp = nlp is not None  # a caller's pipeline cannot be reloaded from disk
     if nlp is None and settings.backend == "local":
-        nlp = load_pipeline(model, settings.gpu_id, settings.code)
+        nlp = load_pipeline(model, settings.gpu_id, settings.code, settings.inference, settings.bucket_by_length)
     committer = Committer(output, settings, state, state_path, quarantine_path)
     if not resumed_from:
         committer.commit()  # the state file exists before any output does
@@ -482,7 +500,7 @@ def run_pipe(
                 start=resumed_from,
                 extra_fields=list(settings.meta_fields().values()),
             )
-            reload = None if own_nlp else (lambda: load_pipeline(model, settings.gpu_id, settings.code))
+            reload = None if own_nlp else (lambda: load_pipeline(model, settings.gpu_id, settings.code, settings.inference, settings.bucket_by_length))
             stream = _local_stream(nlp, records, committer, settings, model_version(nlp), reload)
             nlp = None  # the stream owns it now, so a reload can free it
         else:

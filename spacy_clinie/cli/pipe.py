@@ -65,6 +65,16 @@ def pipe_cli(
     batch_size: int = Opt(64, "--batch-size", "-b", help="Docs per nlp.pipe batch."),
     n_process: int = Opt(1, "--n-process", "-n", help="Processes for nlp.pipe (local backend)."),
     gpu_id: int = Opt(-1, "--gpu-id", "-g", help="GPU to use; -1 for CPU."),
+    inference: str = Opt(
+        "fp32",
+        "--inference",
+        help="Tagger precision: fp32 (as trained), bf16 (fast on CPUs with AVX512-BF16/AMX) or int8 "
+        "(dynamic quantisation); the README says what each costs in F1.",
+    ),
+    int8: bool = Opt(False, "--int8", help="Shortcut for --inference int8."),
+    bucket_by_length: bool = Opt(
+        False, "--bucket-by-length", help="Sort each batch's tagger windows by length, so short notes are not padded to long ones."
+    ),
     checkpoint_every: int = Opt(
         1000, "--checkpoint-every", help="Commit output and resume state every N records."
     ),
@@ -129,6 +139,8 @@ def pipe_cli(
         fhir_kind=fhir_kind,
         fhir_bundle=fhir_bundle,
         fhir_include_negated=include_negated,
+        inference="int8" if int8 else inference,
+        bucket_by_length=bucket_by_length,
     )
     try:
         summary = run_pipe(model, input_path, output, settings)
