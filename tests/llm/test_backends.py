@@ -54,13 +54,24 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# llama_cpp.server with weight repacking off, as clinie.LlamaCpp.v1 loads
+# models (repacking crashes llama-cpp-python 0.3.36 on AMX CPUs)
+SERVE = (
+    "import runpy, sys\n"
+    "from spacy_clinie.llm.models.llamacpp.model import model_params_override\n"
+    "sys.argv = ['llama_cpp.server'] + sys.argv[1:]\n"
+    "with model_params_override(use_extra_bufts=False):\n"
+    "    runpy.run_module('llama_cpp.server', run_name='__main__')\n"
+)
+
+
 @pytest.fixture(scope="module")
 def server(gguf_path, tmp_path_factory):
     port = _free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
     log_file = open(log, "wb")  # a file, not a pipe: the server logs a lot
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", gguf_path, "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--logits_all", "true"],
+        [sys.executable, "-c", SERVE, "--model", gguf_path, "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--logits_all", "true"],
         stdout=log_file,
         stderr=subprocess.STDOUT,
     )

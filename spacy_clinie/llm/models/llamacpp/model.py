@@ -4,7 +4,8 @@ Loaded lazily (a pipeline with the corrector switched off never loads it),
 decoded under the prompt's JSON schema or GBNF grammar, and returning the
 generated tokens' log-probabilities for label confidences."""
 import os
-from typing import Any, Dict, Iterable, List, Optional
+from contextlib import contextmanager
+from typing import Any, Dict, Iterable, Iterator, List, Optional
 
 from ....util import resolve_model_path
 from ...types import Response
@@ -32,6 +33,28 @@ def token_logprobs(content: Optional[List[Dict[str, Any]]]) -> Optional[List[Dic
     ]
 
 
+@contextmanager
+def model_params_override(**fields: Any) -> Iterator[None]:
+    """Set ``llama_model_params`` fields that ``Llama()`` has no argument
+    for (here ``use_extra_bufts``), by wrapping the defaults it starts from
+    while the model loads."""
+    import llama_cpp.llama_cpp as lib
+
+    original = lib.llama_model_default_params
+
+    def defaults() -> Any:
+        params = original()
+        for name, value in fields.items():
+            setattr(params, name, value)
+        return params
+
+    lib.llama_model_default_params = defaults
+    try:
+        yield
+    finally:
+        lib.llama_model_default_params = original
+
+
 class LlamaCppModel:
     def __init__(
         self,
@@ -46,6 +69,7 @@ class LlamaCppModel:
         seed: int,
         top_logprobs: int,
         constrained: str,
+        repack: bool = False,
     ) -> None:
         if constrained not in CONSTRAINED:
             raise ValueError(f"constrained must be one of {CONSTRAINED}, got {constrained!r}")
@@ -59,6 +83,7 @@ class LlamaCppModel:
         self.seed = seed
         self.top_logprobs = top_logprobs
         self.constrained = constrained
+        self.repack = repack
         self._llm: Any = None
         self._pid: Optional[int] = None
 
@@ -77,16 +102,21 @@ class LlamaCppModel:
             path = resolve_model_path(self.path)
             if not os.path.exists(path):
                 raise FileNotFoundError(f"GGUF model not found: {path} (from {self.path!r})")
-            self._llm = Llama(
-                model_path=path,
-                n_ctx=self.n_ctx,
-                n_threads=self.n_threads,
-                n_gpu_layers=self.n_gpu_layers,  # -1: all layers on the GPU when llama.cpp was built with one
-                main_gpu=self.main_gpu,
-                seed=self.seed,
-                logits_all=self.top_logprobs > 0,
-                verbose=False,
-            )
+            # llama.cpp's weight repacking ("extra buffer types", AMX on
+            # recent Xeons) segfaults in decode with this Q4_1 model in
+            # llama-cpp-python 0.3.36 on AMX CPUs (seen on this project's CI
+            # machine), so it is off unless asked for
+            with model_params_override(use_extra_bufts=self.repack):
+                self._llm = Llama(
+                    model_path=path,
+                    n_ctx=self.n_ctx,
+                    n_threads=self.n_threads,
+                    n_gpu_layers=self.n_gpu_layers,  # -1: all layers on the GPU when llama.cpp was built with one
+                    main_gpu=self.main_gpu,
+                    seed=self.seed,
+                    logits_all=self.top_logprobs > 0,
+                    verbose=False,
+                )
             self._pid = os.getpid()
         return self._llm
 

