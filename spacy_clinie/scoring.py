@@ -326,13 +326,15 @@ def compare_systems(
     n_shuffles: int = 10000,
     seed: int = 0,
     spans_key: str = MENTIONS_KEY,
+    labels: Optional[Iterable[str]] = None,
 ) -> Dict[str, Any]:
     pairs_a = align_docs(gold, pred_a)
     pairs_b = align_docs(gold, pred_b)
+    label_set = set(labels) if labels else None
     out = {}
     for level in levels:
-        ca = unit_counts(pairs_a, level, unit=unit, spans_key=spans_key)
-        cb = unit_counts(pairs_b, level, unit=unit, spans_key=spans_key)
+        ca = unit_counts(pairs_a, level, unit=unit, spans_key=spans_key, labels=label_set)
+        cb = unit_counts(pairs_b, level, unit=unit, spans_key=spans_key, labels=label_set)
         out[level] = {
             "approximate_randomization": approximate_randomization(ca, cb, n_shuffles=n_shuffles, seed=seed),
             "paired_bootstrap": paired_bootstrap(ca, cb, n_samples=n_shuffles, seed=seed),

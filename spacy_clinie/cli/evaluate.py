@@ -39,6 +39,7 @@ def evaluate_cli(
     linker: Optional[str] = Opt(None, "--linker", help="A pipeline with a clinie_meddra_linker: codes copies of the GOLD mentions, for MedDRA accuracy apart from the tagger (default: PRED's own codes at gold offsets)."),
     seen: Optional[List[Path]] = Opt(None, "--seen", help="Training corpora (.spacy): split MedDRA accuracy into PTs seen / never seen there. Repeatable.", exists=True, dir_okay=False),
     link_threshold: float = Opt(0.85, "--link-threshold", help="LINK fuzzy stage: minimum rapidfuzz ratio (0-1) for an unmatched PT name pair."),
+    labels: Optional[List[str]] = Opt(None, "--labels", "-l", help="Score only these mention types at the mention and reaction levels (repeatable), e.g. --labels AdverseReaction for en_clinie_ade on TAC, whose Drug mentions TAC does not annotate. Default: all types."),
 ) -> None:
     """Score predictions against gold, TAC-style.
 
@@ -53,11 +54,11 @@ def evaluate_cli(
     try:
         gold = load_docs(gold_path)
         pred_docs = predictions(pred, gold, gpu_id=gpu_id)
-        scores = evaluate_docs(gold, pred_docs, unit=unit)
+        scores = evaluate_docs(gold, pred_docs, unit=unit, labels=labels)
         if compare:
             other = predictions(compare, gold, gpu_id=gpu_id)
-            scores["compare"] = {"system_a": pred, "system_b": compare, "b": evaluate_docs(gold, other, unit=unit)}
-            scores["significance"] = compare_systems(gold, pred_docs, other, unit=unit, n_shuffles=n_shuffles)
+            scores["compare"] = {"system_a": pred, "system_b": compare, "b": evaluate_docs(gold, other, unit=unit, labels=labels)}
+            scores["significance"] = compare_systems(gold, pred_docs, other, unit=unit, n_shuffles=n_shuffles, labels=labels)
         seen_pts = seen_pt_ids(d for path in seen for d in load_docs(path)) if seen else None
         scores["meddra"] = evaluate_meddra(gold, pred_docs, unit=unit, seen_pts=seen_pts, link_threshold=link_threshold)
         if linker:
