@@ -46,7 +46,9 @@ ABBREVIATION = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{1,7}")
         "spans_key": MENTIONS_KEY,
         "label": DRUG_LABEL,
         "extra_terms": {},
-        "deny": [],
+        # "caps": the dictionary's CAPS buffer; in notes capsules, in TAC
+        # labels the CAPS syndrome (the only such word found on TAC dev)
+        "deny": ["caps"],
         "case": "ignore",
         "case_sensitive_terms": [],
         "include_classes": True,
