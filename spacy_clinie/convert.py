@@ -56,6 +56,19 @@ def read_source(
             report.skip(err, "file")
 
 
+def _skip_summary(report: Report, n: int = 3) -> str:
+    """The first reasons a conversion skipped things, for an error message."""
+    if not report.skipped:
+        return ""
+    items = [
+        " ".join(x for x in (item.get("path"), item.get("record") and f"record {item['record']}") if x)
+        + f": {item['reason']}"
+        for item in report.skipped[:n]
+    ]
+    more = f" (and {len(report.skipped) - n} more)" if len(report.skipped) > n else ""
+    return " Skipped: " + "; ".join(items) + more
+
+
 def find_splits(fmt: str, path: Union[str, Path]) -> List[Tuple[str, Path]]:
     """``train``/``dev``/``test`` files or folders inside ``path``, or the
     path itself as one split named after its stem."""
@@ -154,7 +167,7 @@ def convert(
         report = Report()
         docs = list(read_source(fmt, path, nlp, report, strict=strict, discontiguous=discontiguous, project=project))
         if not docs:
-            raise FormatError(Errors.E014.format(path=path), path=path)
+            raise FormatError(Errors.E014.format(path=path) + _skip_summary(report), path=path)
         split_docs[split] = docs
         result["splits"][split] = {"source": str(path), "report": report.to_dict()}
         if report.skipped and progress:

@@ -82,7 +82,9 @@ def test_convert_bad_input_exits_with_message(tmp_path):
     bad.write_text("[{", encoding="utf-8")
     result = runner.invoke(app, ["convert", str(bad), str(tmp_path / "out")])
     assert result.exit_code == 1
-    assert "Malformed JSON" in result.output or "No documents" in result.output
+    # the error says that nothing was converted, and why (issue 24, item 12)
+    assert "No documents" in result.output
+    assert "Malformed JSON" in result.output and "train.json" in result.output
 
 
 def test_convert_strict_names_record(tmp_path):

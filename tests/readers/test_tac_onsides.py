@@ -1,4 +1,6 @@
+import ast
 import json
+import re
 
 import pytest
 from spacy.tokens import DocBin
@@ -10,17 +12,47 @@ from spacy_clinie.readers.tac_onsides import parse_adverse_events, project_strin
 from ..conftest import shared
 
 
+def _source_offsets(path):
+    """Per section, the (start, end) of the contiguous entries; the number of
+    contiguous and of discontiguous entries; read without the reader's code."""
+    offsets, n_contiguous, n_discontiguous = {}, 0, 0
+    def missing(value):
+        return value is None or value != value  # None or NaN
+
+    for sec in json.loads(path.read_text(encoding="utf-8")):
+        entries = sec["adverse_events"]
+        if isinstance(entries, str):  # the README's string form
+            entries = ast.literal_eval(re.sub(r"(?<![\w'\"])nan(?![\w'\"])", "None", entries))
+        key = f"{sec['label_id']}/{sec['section_name']}"
+        offsets[key] = {(int(e[5]), int(e[5]) + int(e[6])) for e in entries if not missing(e[5])}
+        n_discontiguous += sum(missing(e[5]) for e in entries)
+        n_contiguous += sum(not missing(e[5]) for e in entries)
+    return offsets, n_contiguous, n_discontiguous
+
+
 def test_train_counts_reconcile_with_source(tac_train):
     docs, rep = tac_train
     c = rep.counts
     assert c["sections"] == 239 and len(docs) == 239
     assert c["entries"] == 7652
     assert c["entries_discontiguous_unplaced"] == 639
-    assert c["entries_contiguous"] + c["entries_discontiguous_unplaced"] == 7652
+    # the reader's counts against the source file, read independently
+    offsets, n_contiguous, n_discontiguous = _source_offsets(shared("tac2017_adr", "train.json"))
+    assert (n_contiguous, n_discontiguous) == (7013, 639)
+    assert c["entries_contiguous"] == n_contiguous
+    # 24 entries repeat another entry's offsets (one string, two MedDRA codes)
+    assert sum(len(v) for v in offsets.values()) == 6989
     # Projection onto every occurrence (the README's recipe gives 13,483 with
     # its implementation; ours finds 13,487: see convert's report and RESULTS).
     assert sum(len(d.spans["mentions"]) for d in docs) == 13487
-    assert c["mentions_original"] + c["mentions_projected"] == 13487
+    # a span is an original iff the source annotates its offsets; the rest are projected
+    spans = [(d._.doc_id, s) for d in docs for s in d.spans["mentions"]]
+    originals = [s for doc_id, s in spans if (s.start_char, s.end_char) in offsets[doc_id]]
+    assert all(not s._.projected for s in originals)
+    assert all(s._.projected for doc_id, s in spans if (s.start_char, s.end_char) not in offsets[doc_id])
+    assert c["mentions_original"] == len(originals)
+    assert c["mentions_projected"] == len(spans) - len(originals)
+    assert c["entries_nested_in_longer_mention"] == c["entries_contiguous"] - len(originals)
     assert not rep.skipped
     assert sum(len(d._.reactions) for d in docs) == 7652
 
