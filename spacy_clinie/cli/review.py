@@ -23,6 +23,7 @@ def review_cli(
     tagger: Optional[str] = Opt(None, "--tagger", help="Name of the tagger pipe, when the pipeline has several."),
     reviewer: Optional[str] = Opt(None, "--reviewer", help="Name stored with every decision."),
     threads: int = Opt(4, "--threads", help="Server worker threads."),
+    order: str = Opt("document", "--order", help="document (corpus order) or confidence (least confident instance first: the model runs over DATA once at start; calibrated when the pipeline has a clinie_confidence_calibrator)."),
 ) -> None:
     """Serve the human-in-the-loop review app (seed 000).
 
@@ -40,7 +41,7 @@ def review_cli(
     from ..review.session import open_session
 
     try:
-        session = open_session(model, data, store, max_tokens=max_tokens, tagger=tagger, reviewer=reviewer)
+        session = open_session(model, data, store, max_tokens=max_tokens, tagger=tagger, reviewer=reviewer, order=order)
     except (FormatError, ValueError, OSError) as err:
         typer.secho(f"error: {err}", fg="red", err=True)
         raise typer.Exit(1)

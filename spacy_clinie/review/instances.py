@@ -9,7 +9,7 @@ with their kind and relations), which is also what the tagger sees when the
 app predicts it and what ``clinie refine`` trains on.
 """
 from dataclasses import dataclass
-from typing import List, Sequence, Set
+from typing import List, Optional, Sequence, Set
 
 from spacy.pipeline import Sentencizer
 from spacy.tokens import Doc, Span
@@ -26,6 +26,7 @@ class Instance:
     start: int
     end: int
     doc: Doc  # the gold window as a stand-alone Doc
+    confidence: Optional[float] = None  # set when the review is ordered by confidence
 
     @property
     def words(self) -> List[str]:

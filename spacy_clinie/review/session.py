@@ -38,6 +38,9 @@ def find_tagger(nlp: Language, name: Optional[str] = None) -> Tuple[str, Any]:
     return found[0]
 
 
+REVIEW_ORDERS = ("document", "confidence")
+
+
 class ReviewSession:
     """Instances of DATA under review with MODEL's tagger, bound to a store."""
 
@@ -53,13 +56,19 @@ class ReviewSession:
         tagger: Optional[str] = None,
         reviewer: Optional[str] = None,
         cache_size: int = 256,
+        order: str = "document",
     ) -> None:
         register_extensions()
+        if order not in REVIEW_ORDERS:
+            raise ValueError(f"unknown review order {order!r}; choose one of {', '.join(REVIEW_ORDERS)}")
         self.nlp = nlp
         self.tagger_name, self.pipe = find_tagger(nlp, tagger)
         self.tag_names: Dict[str, List[str]] = self.pipe.tag_names
         self.tasks = list(self.tag_names)
         self.instances: List[Instance] = make_instances(docs, max_tokens)
+        self.order = order
+        if order == "confidence":
+            self.instances = self._least_confident_first(self.instances)
         self.store = store
         self.reviewer = reviewer
         self.model_name = model_name
@@ -73,14 +82,48 @@ class ReviewSession:
             "model": model_name,
             "data": self.data_name,
         }
+        if order != "document":  # positions differ: a store is bound to its order
+            meta["order"] = order
         if data_path is not None:
-            meta["fingerprint"] = fingerprint(data_path, max_tokens)
+            meta["fingerprint"] = fingerprint(data_path, max_tokens) + ("" if order == "document" else f":{order}")
         store.bind(meta)
         self._cache: "OrderedDict[int, Tuple[Prediction, Dict[str, List[str]]]]" = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()  # one model call at a time (server threads)
 
     # ------------------------------------------------------------ order
+
+    def instance_confidence(self, docs: List[Doc]) -> List[float]:
+        """How sure the pipeline is of each instance: the lowest confidence
+        of its predicted mentions (calibrated when the pipeline has a fitted
+        ``clinie_confidence_calibrator``), or, with no mention, exp(-H) of
+        its most uncertain token (H: tag entropy in nats)."""
+        from ..pipeline.calibrator import ConfidenceCalibrator
+
+        steps = [p for n, p in self.nlp.pipeline if n == self.tagger_name or isinstance(p, ConfidenceCalibrator)]
+        for proc in steps:
+            docs = list(proc.pipe(docs))
+        key = self.pipe.cfg["spans_key"]
+        out = []
+        for doc in docs:
+            confs = [float((s._.attributes or {}).get("confidence", 1.0)) for s in doc.spans.get(key, [])]
+            if confs:
+                out.append(min(confs))
+            else:
+                out.append(float(numpy.exp(-max(doc._.tag_entropy or [0.0]))))
+        return out
+
+    def _least_confident_first(self, instances: List[Instance]) -> List[Instance]:
+        """Instances sorted so that an expert sees first what the model is
+        least sure of (ties keep document order)."""
+        confidence: List[float] = []
+        for start in range(0, len(instances), 32):
+            chunk = instances[start : start + 32]
+            confidence.extend(self.instance_confidence([self._blank(inst) for inst in chunk]))
+        ranked = sorted(range(len(instances)), key=lambda i: (confidence[i], i))
+        for i in ranked:
+            instances[i].confidence = confidence[i]
+        return [instances[i] for i in ranked]
 
     def __len__(self) -> int:
         return len(self.instances) * len(self.tasks)
@@ -200,6 +243,7 @@ def open_session(
     max_tokens: int = 64,
     tagger: Optional[str] = None,
     reviewer: Optional[str] = None,
+    order: str = "document",
 ) -> ReviewSession:
     """Load MODEL (a pipeline folder or package) and DATA (.spacy)."""
     import spacy
@@ -210,5 +254,5 @@ def open_session(
     docs = load_docs(data, nlp)
     return ReviewSession(
         nlp, docs, FeedbackStore(store), data_path=data, model_name=str(model),
-        max_tokens=max_tokens, tagger=tagger, reviewer=reviewer,
+        max_tokens=max_tokens, tagger=tagger, reviewer=reviewer, order=order,
     )

@@ -203,3 +203,25 @@ def test_upload_checks_the_tokens_it_is_given(session):
     with pytest.raises(ValueError, match=r"token 1 is 'b' in the file but 'y' in the sentence"):
         parse_labels_json(b'[{"token": "x", "label": "O"}, {"token": "b", "label": "O"}]', words=["x", "y"])
     assert parse_labels_json(b'[{"token": "x", "label": "O"}]', words=["x"]) == ["O"]
+
+
+def test_confidence_order_puts_the_least_confident_instance_first(review_env, tmp_path):
+    """--order confidence: instances sorted by the model's confidence, lowest
+    first (the store remembers the order: reopening it with the document
+    order is refused, since positions would point at other instances)."""
+    nlp = spacy.load(review_env["model"])
+    docs = load_docs(review_env["data"], nlp)
+    by_doc = ReviewSession(nlp, docs, FeedbackStore(tmp_path / "a.sqlite"), data_path=review_env["data"])
+    store = FeedbackStore(tmp_path / "b.sqlite")
+    ranked = ReviewSession(nlp, docs, store, data_path=review_env["data"], order="confidence")
+    assert sorted(i.key for i in ranked.instances) == sorted(i.key for i in by_doc.instances)
+    confs = [i.confidence for i in ranked.instances]
+    assert all(c is not None and 0.0 <= c <= 1.0 for c in confs)
+    assert confs == sorted(confs)
+    expected = ranked.instance_confidence([ranked._blank(i) for i in by_doc.instances])
+    assert ranked.instances[0].key == by_doc.instances[expected.index(min(expected))].key
+    assert len(set(confs)) > 1  # the tiny tagger is surer of its training sentences than of the rest
+    with pytest.raises(ValueError, match="different fingerprint"):
+        ReviewSession(nlp, docs, store, data_path=review_env["data"])
+    with pytest.raises(ValueError, match="unknown review order"):
+        ReviewSession(nlp, docs, store, data_path=review_env["data"], order="random")
