@@ -19,6 +19,7 @@ import io
 import json
 import os
 import sys
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable, Dict, Iterator, Optional, Sequence, Tuple
@@ -67,15 +68,53 @@ def _open_binary(path: Path) -> IO[bytes]:
     return gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")
 
 
+BOM = b"\xef\xbb\xbf"
+# what reading a damaged .gz raises part-way: cut short, bad CRC or length,
+# not gzip at all, or a corrupt deflate stream
+STREAM_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
+
+
+def _stream_error(err: BaseException) -> str:
+    """Why the rest of a compressed file cannot be read, for the quarantine."""
+    if isinstance(err, EOFError):
+        what = "the compressed stream ends early (a truncated .gz)"
+    elif isinstance(err, gzip.BadGzipFile) and "Not a gzipped file" in str(err):
+        what = "not a gzip file"
+    else:
+        what = "the compressed data is corrupt"
+    return f"{what}: {type(err).__name__}: {err}; the rest of the file cannot be read"
+
+
+def _stream_failed(path: Path, err: BaseException, line_no: int, index: int, start: int) -> Iterator[Record]:
+    """The unreadable rest of ``path`` as one quarantined record after the
+    last good line; a file unreadable from its first byte is an error."""
+    if line_no == 0:
+        raise FormatError(f"{path}: {_stream_error(err)}") from err
+    if index >= start:
+        yield Record(index, None, None, f"{path.name} after line {line_no}", _stream_error(err))
+
+
 def _field_str(value: Any) -> Optional[str]:
-    """Ids may be numbers in JSON/Parquet; text must be a string."""
-    if value is None:
-        return None
+    """Ids may be numbers in JSON/Parquet (a bool is not a number here)."""
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, (int, float)):
         return str(value)
     return value
+
+
+def _typed(doc_id: Any, text: Any, id_field: str, text_field: str) -> Tuple[Optional[str], Optional[str], Optional[str]]:
+    """(id, text, reason): an id is a string or a number, the text a string;
+    another type (a list, an object, a number for the text) is the reason."""
+    doc_id = _field_str(doc_id)
+    reason = None
+    if doc_id is not None and not isinstance(doc_id, str):
+        reason = f"field {id_field!r} is {type(doc_id).__name__}, not a string or number"
+        doc_id = None
+    if text is not None and not isinstance(text, str):
+        reason = reason or f"field {text_field!r} is {type(text).__name__}, not a string"
+        text = None
+    return doc_id, text, reason
 
 
 def _utf8_error(data: bytes) -> Optional[str]:
@@ -92,8 +131,20 @@ def read_jsonl(
     """One JSON object per line; blank lines are not records. Lines before
     record ``start`` are counted but not decoded."""
     index = 0
+    line_no = 0
     with _open_binary(path) as f:
-        for line_no, raw in enumerate(f, start=1):
+        lines = iter(f)
+        while True:
+            try:
+                raw = next(lines)
+            except StopIteration:
+                break
+            except STREAM_ERRORS as err:
+                yield from _stream_failed(path, err, line_no, index, start)
+                return
+            line_no += 1
+            if line_no == 1 and raw.startswith(BOM):  # files saved by Windows tools
+                raw = raw[len(BOM) :]
             if not raw.strip():
                 continue
             if index < start:
@@ -108,21 +159,21 @@ def read_jsonl(
                 yield Record(index, None, None, where, error or f"not JSON ({err.msg} at column {err.colno})")
                 index += 1
                 continue
+            except (ValueError, RecursionError) as err:  # a 5,000-digit number, nesting too deep
+                yield Record(index, None, None, where, error or f"not JSON we can read ({type(err).__name__}: {err})")
+                index += 1
+                continue
             if not isinstance(obj, dict):
                 yield Record(index, None, None, where, error or f"not a JSON object but {type(obj).__name__}")
                 index += 1
                 continue
-            doc_id = _field_str(obj.get(id_field))
-            text = obj.get(text_field)
-            reason = error
-            if reason is None and text is not None and not isinstance(text, str):
-                reason = f"field {text_field!r} is {type(text).__name__}, not a string"
+            doc_id, text, reason = _typed(obj.get(id_field), obj.get(text_field), id_field, text_field)
             yield Record(
                 index,
-                doc_id if isinstance(doc_id, str) else None,
-                text if isinstance(text, str) else None,
+                doc_id,
+                text,
                 where,
-                reason,
+                error or reason,
                 {name: obj[name] for name in extra_fields if obj.get(name) is not None},
             )
             index += 1
@@ -156,12 +207,17 @@ def read_csv(
         delimiter = "\t" if ".tsv" in [s.lower() for s in path.suffixes] else ","
     _raise_csv_field_limit()
     with _open_binary(path) as fb:
-        f = io.TextIOWrapper(fb, encoding="utf-8", errors="surrogateescape", newline="")
+        # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") is not part of the first column name
+        f = io.TextIOWrapper(fb, encoding="utf-8-sig", errors="surrogateescape", newline="")
         reader = csv.reader(f, delimiter=delimiter)
         try:
             header = next(reader)
         except StopIteration:
             return
+        except STREAM_ERRORS as err:
+            raise FormatError(f"{path}: {_stream_error(err)}") from err
+        except csv.Error as err:
+            raise FormatError(f"{path}: the header row cannot be read ({err})") from err
         for name in (id_field, text_field):
             if name not in header:
                 raise FormatError(f"{path}: no column {name!r} in the header; columns are {header}")
@@ -169,8 +225,21 @@ def read_csv(
         extra_cols = [(name, header.index(name)) for name in extra_fields if name in header]
         index = 0
         line_no = reader.line_num + 1
-        for row in reader:
+        while True:
             where = f"{path.name} line {line_no}"
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except STREAM_ERRORS as err:
+                yield from _stream_failed(path, err, line_no - 1, index, start)
+                return
+            except csv.Error as err:  # e.g. a NUL byte; the reader goes on at the next line
+                line_no = reader.line_num + 1
+                if index >= start:
+                    yield Record(index, None, None, where, f"not a CSV row ({err})")
+                index += 1
+                continue
             line_no = reader.line_num + 1
             if not row:
                 continue
@@ -222,8 +291,13 @@ def read_parquet(
     ``start`` are not read. A binary text column is decoded here, so bytes
     that are not UTF-8 quarantine the row."""
     pq = _pyarrow_parquet()
-    pf = pq.ParquetFile(path)
-    names = pf.schema_arrow.names
+    import pyarrow as pa
+
+    try:
+        pf = pq.ParquetFile(path)
+        names = pf.schema_arrow.names
+    except (pa.ArrowException, OSError, ValueError) as err:
+        raise FormatError(f"{path}: not a readable Parquet file ({type(err).__name__}: {err})") from err
     for name in (id_field, text_field):
         if name not in names:
             raise FormatError(f"{path}: no column {name!r}; columns are {names}")
@@ -232,13 +306,25 @@ def read_parquet(
     index = 0
     for group in range(pf.num_row_groups):
         n_rows = pf.metadata.row_group(group).num_rows
-        if index + n_rows <= start:
-            index += n_rows
+        group_end = index + n_rows
+        if group_end <= start:
+            index = group_end
             continue
-        for batch in pf.iter_batches(
-            batch_size=batch_rows, row_groups=[group], columns=columns
-        ):
-            values = [batch.column(k).to_pylist() for k in range(len(columns))]
+        batches = pf.iter_batches(batch_size=batch_rows, row_groups=[group], columns=columns)
+        while True:
+            try:
+                batch = next(batches, None)
+                if batch is None:
+                    break
+                values = [batch.column(k).to_pylist() for k in range(len(columns))]
+            except (pa.ArrowException, OSError, ValueError) as err:
+                # a damaged row group: its unread rows are quarantined one by
+                # one (the metadata says how many), the next group is read
+                reason = f"row group {group} cannot be read ({type(err).__name__}: {err})"
+                for i in range(max(index, start), group_end):
+                    yield Record(i, None, None, f"{path.name} row {i}", reason)
+                index = group_end
+                break
             ids, texts = values[0], values[columns.index(text_field)]
             for row, (doc_id, text) in enumerate(zip(ids, texts)):
                 if index < start:
@@ -252,8 +338,9 @@ def read_parquet(
                 if isinstance(text, bytes):
                     reason = reason or _utf8_error(text)
                     text = None if reason else text.decode("utf-8")
+                doc_id, text, type_reason = _typed(doc_id, text, id_field, text_field)
                 fields = {name: _json_value(values[col][row]) for name, col in extra if values[col][row] is not None}
-                yield Record(index, _field_str(doc_id), text, where, reason, fields)
+                yield Record(index, doc_id, text, where, reason or type_reason, fields)
                 index += 1
 
 
@@ -290,7 +377,11 @@ def read_txt_folder(root: Path, *, start: int = 0, **_: Any) -> Iterator[Record]
             continue
         rel = path.relative_to(root).as_posix()
         doc_id = rel[: -len(".txt")]
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except OSError as err:  # unreadable, or a dangling link named .txt
+            yield Record(index, doc_id, None, rel, f"cannot read the file ({err.strerror or err})")
+            continue
         reason = _utf8_error(data)
         text = None if reason else data.decode("utf-8")
         yield Record(index, doc_id, text, rel, reason)
@@ -313,6 +404,8 @@ def check_record(record: Record, *, max_chars: int) -> Record:
         record.reason = "missing id"
     elif record.text is None:
         record.reason = "missing text"
+    elif not isinstance(record.text, str):
+        record.reason = f"text is {type(record.text).__name__}, not a string"
     elif not record.text.strip():
         record.reason = "empty text"
     elif max_chars > 0 and len(record.text) > max_chars:
@@ -354,14 +447,20 @@ def estimate_total(path: Path, fmt: Optional[str] = None) -> Tuple[Optional[int]
     path = Path(path)
     fmt = fmt or detect_format(path)
     if fmt == "parquet":
-        return _pyarrow_parquet().ParquetFile(path).metadata.num_rows, True
+        try:
+            return _pyarrow_parquet().ParquetFile(path).metadata.num_rows, True
+        except Exception:  # pyarrow's errors on a damaged file; read_parquet names them
+            return None, False
     if fmt == "txt":
         return sum(1 for _ in _walk_txt(path)), True
     n = 0
     last = b"\n"
     with _open_binary(path) as f:
         while True:
-            chunk = f.read(1 << 20)
+            try:
+                chunk = f.read(1 << 20)
+            except STREAM_ERRORS:  # a damaged .gz: the readers report it, the estimate stops here
+                break
             if not chunk:
                 break
             n += chunk.count(b"\n")
