@@ -309,12 +309,16 @@ def test_crash_then_resume_writes_each_document_once(tmp_path, notes_model, note
     # dies on the last record, after the rejected ones (some committed)
     nlp.add_pipe("clinie_test_crash", config={"prefix": "Nothing of note."})
     with pytest.raises(SimulatedCrash):
-        run_pipe(notes_model, notes_input, out, settings(output_format=fmt, checkpoint_every=2), nlp=nlp)
+        run_pipe(notes_model, notes_input, out, settings(output_format=fmt, checkpoint_every=2, fail_fast=True), nlp=nlp)
     state = load_state(out / ".clinie-pipe-state.json")
     assert 30 < state.offset < len(note_records()) and not state.complete and state.outputs
     assert state.rejected > 0 and not (out / "quarantine.jsonl").read_text()  # rejects wait for the end
     with open(out / ("reactions.csv" if fmt == "table" else "AdverseEvent.ndjson"), "ab") as f:
         f.write(b'{"torn')  # a half-written line after the last commit
+    if fmt == "table":  # killed between writing a part and committing it, or mid-merge
+        parts = out / ".reactions.parquet.parts"
+        (parts / f"part-{state.outputs['parquet_parts']:06d}.parquet").write_bytes(b"not committed")
+        (out / "reactions.parquet").write_bytes(b"stale merge")
     summary = run_pipe(notes_model, notes_input, out, settings(output_format=fmt, batch_size=5))
     assert summary.resumed_from == state.offset and summary.consistent
     files = ["quarantine.jsonl"] + (["reactions.csv", "reactions.parquet"] if fmt == "table" else ["AdverseEvent.ndjson"])
