@@ -20,7 +20,6 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..scoring import ADR_LABEL, normalize_string
 
-DRUG_LABEL = "Drug"
 DRUG_LINK_LABEL = "ADE-Drug"
 # medspaCy's ConText attribute names, as clinie_context_attributes copies
 # them into span._.attributes
@@ -93,14 +92,6 @@ class Reaction:
     hypothetical: bool
     drugs: List[Drug]
     section_category: Optional[str] = None
-
-    @property
-    def pt_id(self) -> Optional[str]:
-        return self.meddra.get("meddra_pt_id") or None
-
-    @property
-    def offsets(self) -> List[Tuple[int, int]]:
-        return [(m["start"], m["end"]) for m in self.mentions]
 
     @property
     def drug(self) -> Optional[Drug]:
