@@ -19,7 +19,8 @@ replaces its own file. Outputs made of several files (the table, FHIR) keep
 one committed position per file in ``outputs``.
 
 A record the pipeline processed but that cannot make valid output (a note
-without a patient id for FHIR, say) is *rejected*: it goes, in input order,
+without a patient id for FHIR, say), or one a pipeline component raised on
+(``extra["component_errors"]`` counts those), is *rejected*: it goes, in input order,
 to a pending file committed like the output (``rejected_bytes``). The
 quarantine file cannot take it there and then, because the reader has
 already quarantined bad records further ahead; when the run completes the

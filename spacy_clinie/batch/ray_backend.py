@@ -15,11 +15,11 @@ storage, and install ``spacy-clinie`` there.
 
 import json
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 from .readers import Record, read_records
 from .records import doc_to_record, model_version
-from .run import Committer, PipeSettings, load_pipeline, release_memory
+from .run import Committer, Failed, PipeSettings, annotate_one, load_pipeline, release_memory
 
 COLUMNS = ("index", "id", "text", "where", "reason", "meta")
 
@@ -92,6 +92,7 @@ class Annotator:
         meta_fields: Optional[Dict[str, str]] = None,
         inference: str = "fp32",
         bucket_by_length: bool = False,
+        fail_fast: bool = False,
     ) -> None:
         self._load = lambda: load_pipeline(model, gpu_id, code, inference, bucket_by_length)
         self.nlp = self._load()
@@ -101,6 +102,7 @@ class Annotator:
         self.include_text = include_text
         self.recycle_every = recycle_every
         self.meta_fields = meta_fields or {}
+        self.fail_fast = fail_fast
         self._since_load = 0
 
     def _meta(self, row: Dict[str, Any]) -> Dict[str, Any]:
@@ -118,9 +120,21 @@ class Annotator:
             self.nlp = self._load()
             self._since_load = 0
         self._since_load += len(good)
-        docs = self.nlp.pipe((r["text"] for r in good), batch_size=self.batch_size)
-        done = {}
-        for row, doc in zip(good, docs):
+        texts = [r["text"] for r in good]
+        try:
+            results: List[Tuple[Any, Optional[str]]] = [
+                (doc, None) for doc in self.nlp.pipe(texts, batch_size=self.batch_size)
+            ]
+        except Exception:
+            if self.fail_fast:
+                raise
+            # as run._local_stream: one record at a time, to find the culprit(s)
+            results = [annotate_one(self.nlp, text) for text in texts]
+        done, failed = {}, {}
+        for row, (doc, reason) in zip(good, results):
+            if reason is not None:
+                failed[row["index"]] = reason
+                continue
             record = doc_to_record(
                 doc,
                 row["id"],
@@ -137,6 +151,7 @@ class Annotator:
                 "where": pa.array([r["where"] for r in rows], pa.string()),
                 "reason": pa.array([r["reason"] for r in rows], pa.string()),
                 "record": pa.array([done.get(r["index"]) for r in rows], pa.string()),
+                "failed": pa.array([failed.get(r["index"]) for r in rows], pa.string()),
             }
         )
 
@@ -159,8 +174,8 @@ def ray_stream(
     *,
     input_path: Path,
     fmt: str,
-) -> Iterator[Tuple[int, str, None, Dict[str, Any], Tuple[int, int]]]:
-    """Yield ``(index, id, None, record, quarantine position)`` (no Doc) in input order;
+) -> Iterator[Tuple[int, str, None, Union[Dict[str, Any], Failed], Tuple[int, int]]]:
+    """Yield ``(index, id, None, record or Failed, quarantine position)`` (no Doc) in input order;
     bad records are quarantined here, in order, as they come back."""
     try:
         import ray
@@ -198,6 +213,7 @@ def ray_stream(
             settings.meta_fields(),
             settings.inference,
             settings.bucket_by_length,
+            settings.fail_fast,
         ),
         batch_size=settings.batch_size,
         batch_format="pyarrow",
@@ -212,5 +228,9 @@ def ray_stream(
                 q_state = committer.quarantine(
                     Record(row["index"], row["id"], None, row["where"], row["reason"])
                 )
+                continue
+            if row["failed"]:  # a pipeline component raised on it: pending, as with --backend local
+                record = Record(row["index"], row["id"], None, row["where"])
+                yield row["index"], row["id"], None, Failed(record, row["failed"]), q_state
                 continue
             yield row["index"], row["id"], None, json.loads(row["record"]), q_state

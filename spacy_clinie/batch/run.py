@@ -55,6 +55,9 @@ class PipeSettings:
     ray_gpus_per_worker: float = 0.0
     code: Optional[Path] = None
     recycle_every: int = 50_000
+    # stop at the first record a pipeline component fails on, instead of
+    # quarantining it (not in the fingerprint: a run may resume either way)
+    fail_fast: bool = False
     # input fields carried to record["meta"] (reactions.META_ROLES) for the
     # table and FHIR outputs; a record without one simply lacks it
     patient_field: str = "patient_id"
@@ -101,10 +104,12 @@ class Summary:
 
     def line(self) -> str:
         rate = self.read / self.seconds if self.seconds > 0 else 0.0
-        rejected = self.extra.get("rejected", 0)
+        rejected = self.extra.get("rejected", 0) - self.extra.get("component_errors", 0)
+        failed = self.extra.get("component_errors", 0)
         peak = self.extra.get("peak_rss_mb")
         return (
             f"read {self.read} = written {self.written} + quarantined {self.quarantined}"
+            + (f" ({failed} failed in a pipeline component)" if failed else "")
             + (f" ({rejected} could not make valid output)" if rejected else "")
             + f" in {self.seconds:.1f}s ({rate:.1f} docs/s)"
             + (f", peak memory {peak:.0f} MB" if peak else "")
@@ -198,12 +203,12 @@ class Committer:
         self.state_path = state_path
         self.sink = make_sink(output, settings, state)
         self.quarantine_file = JsonlFile(quarantine_path, state.quarantine_bytes)
-        # records the sink rejected wait in a pending file until the run
-        # completes (see checkpoint.py); the counts below are the reader's
-        self.rejects: Optional[JsonlFile] = None
-        if self.sink.may_reject:
-            self.rejects = JsonlFile(pending_rejects_path(quarantine_path), state.rejected_bytes)
+        # records the sink rejected, or a pipeline component failed on, wait
+        # in a pending file until the run completes (see checkpoint.py); the
+        # counts below are the reader's
+        self.rejects = JsonlFile(pending_rejects_path(quarantine_path), state.rejected_bytes)
         self.rejected = state.rejected
+        self.component_errors = int(state.extra.get("component_errors", 0))
         reader_quarantined = state.quarantined - state.rejected
         self.quarantined_total = reader_quarantined  # including uncommitted lines
         self.written = state.written
@@ -228,9 +233,19 @@ class Committer:
         if reason is None:
             self.written += 1
             return
-        assert self.rejects is not None, f"{type(self.sink).__name__} rejected a record but may_reject is False"
-        self.rejects.write(quarantine_record(index, doc_id, f"record {index}", reason))
+        assert self.sink.may_reject, f"{type(self.sink).__name__} rejected a record but may_reject is False"
+        self.reject(index, doc_id, f"record {index}", reason)
+
+    def reject(self, index: int, doc_id: Optional[str], where: str, reason: str) -> None:
+        """A record read fine but not written (the sink refused it, or the
+        pipeline failed on it), in input order: see checkpoint.py."""
+        self.rejects.write(quarantine_record(index, doc_id, where, reason))
         self.rejected += 1
+
+    def failed(self, record: Record, reason: str) -> None:
+        """A record a pipeline component raised on."""
+        self.reject(record.index, record.id, record.where, reason)
+        self.component_errors += 1
 
     def advance(self, offset: int, q_bytes: int, q_count: int) -> None:
         """Records before ``offset`` are done, the quarantine file up to
@@ -244,8 +259,8 @@ class Committer:
         if complete:
             self.sink.finish()
         position = self.sink.sync()
-        rejected_bytes = self.rejects.sync() if self.rejects is not None else 0
-        if complete and self.rejects is not None and self.rejected:
+        rejected_bytes = self.rejects.sync()
+        if complete and self.rejected:
             # the rejected records join the quarantine file (see checkpoint.py)
             with open(self.rejects.path, "rb") as f:
                 for line in f:
@@ -263,6 +278,7 @@ class Committer:
         st.written, st.quarantined, st.complete = self.written, self.q_count + self.rejected, complete
         st.seconds += now - self._clock
         st.extra["n_chars"] = self.n_chars
+        st.extra["component_errors"] = self.component_errors
         st.extra.update(peak_memory(st.extra, children=self.settings.n_process > 1))
         self._clock = now
         save_state(self.state_path, st)
@@ -271,10 +287,9 @@ class Committer:
     def close(self) -> None:
         self.sink.close()
         self.quarantine_file.close()
-        if self.rejects is not None:
-            self.rejects.close()
-            if self.state.complete:
-                self.rejects.path.unlink(missing_ok=True)
+        self.rejects.close()
+        if self.state.complete:
+            self.rejects.path.unlink(missing_ok=True)
 
 
 def pending_rejects_path(quarantine_path: Path) -> Path:
@@ -343,6 +358,36 @@ def load_pipeline(
     return nlp
 
 
+@dataclass
+class Failed:
+    """What ``_local_stream`` yields instead of a JSON record for a record
+    a pipeline component raised on."""
+
+    record: Record
+    reason: str
+
+
+def _describe(err: BaseException, limit: int = 500) -> str:
+    text = str(err).strip().replace("\n", " ")
+    return f"{type(err).__name__}: {text[:limit]}" + ("..." if len(text) > limit else "")
+
+
+def annotate_one(nlp: Language, text: str) -> Tuple[Optional[Any], Optional[str]]:
+    """``nlp(text)`` one component at a time: ``(doc, None)``, or ``(None,
+    reason)`` naming the component that raised and the exception's type and
+    message."""
+    try:
+        doc = nlp.make_doc(text)
+    except Exception as err:
+        return None, f"the tokenizer raised {_describe(err)}"
+    for name, proc in nlp.pipeline:
+        try:
+            doc = proc(doc)
+        except Exception as err:
+            return None, f"pipeline component {name!r} raised {_describe(err)}"
+    return doc, None
+
+
 def _local_stream(
     nlp: Language,
     records: Iterable[Record],
@@ -350,9 +395,10 @@ def _local_stream(
     settings: PipeSettings,
     version: str,
     reload: Optional[Callable[[], Language]] = None,
-) -> Iterator[Tuple[int, str, Any, Dict[str, Any], Tuple[int, int]]]:
+) -> Iterator[Tuple[int, str, Any, Union[Dict[str, Any], Failed], Tuple[int, int]]]:
     """Yield ``(index, id, doc, record, quarantine position)`` for the good records
-    in input order, quarantining the bad ones as they are read.
+    in input order, quarantining the bad ones as they are read; a record a
+    pipeline component raised on comes as ``(index, id, None, Failed, ...)``.
 
     The reader runs ahead of ``nlp.pipe`` (it buffers whole batches), so
     bad records reach the quarantine file before earlier good ones are
@@ -361,21 +407,37 @@ def _local_stream(
     stretch of consecutive bad records (one entry per stretch, so it is
     bounded by the docs in flight, not by the length of a bad stretch).
 
+    When a component raises, ``nlp.pipe`` is dead; the records fed to it and
+    not out of it yet (``inflight``: a few batches) are run again one at a
+    time (``annotate_one``), so only the record(s) that fail are lost, and a
+    fresh ``nlp.pipe`` takes the rest of the input. With
+    ``settings.fail_fast`` the exception propagates instead.
+
     spaCy 3.7 adds every new word of the stream to the vocab for good (3.8's
     ``memory_zone`` does not exist here), so with ``reload`` the pipeline is
     loaded afresh every ``settings.recycle_every`` documents. The consumer
     must not keep the last doc it got (it holds the old vocab) when it asks
     for the next one."""
     runs: Deque[Tuple[int, int, int]] = deque()
+    inflight: Deque[Record] = deque()  # good records given to nlp.pipe, not out of it yet
     last_bad = False
     exhausted = False
+    reader_error: Optional[BaseException] = None
+    since_load = 0
     source = iter(records)
     limit = settings.recycle_every if reload is not None and settings.recycle_every > 0 else 0
 
-    def texts() -> Iterator[Tuple[str, Tuple[int, str, Dict[str, Any]]]]:
-        nonlocal last_bad, exhausted
-        n = 0
-        for record in source:
+    def texts() -> Iterator[Tuple[str, int]]:
+        nonlocal last_bad, exhausted, reader_error, since_load
+        while True:
+            try:
+                record = next(source)
+            except StopIteration:
+                exhausted = True
+                return
+            except Exception as err:  # the input's fault, not a component's
+                reader_error = err
+                raise
             if record.reason:
                 q_bytes, q_count = committer.quarantine(record)
                 if last_bad and runs:
@@ -385,36 +447,74 @@ def _local_stream(
                 last_bad = True
             else:
                 last_bad = False
-                yield record.text, (record.index, record.id, settings.meta(record.fields))
-                n += 1
-                if limit and n >= limit:
+                inflight.append(record)
+                yield record.text, record.index
+                since_load += 1
+                if limit and since_load >= limit:
                     return
-        exhausted = True
 
     q_state = (committer.q_bytes, committer.q_count)
-    while not exhausted:
+
+    def done(record: Record, doc: Any, reason: Optional[str]) -> Tuple[int, str, Any, Any, Tuple[int, int]]:
+        nonlocal q_state
+        while runs and runs[0][0] < record.index:
+            _, q_bytes, q_count = runs.popleft()
+            q_state = (q_bytes, q_count)
+        if reason is not None:
+            return record.index, record.id, None, Failed(record, reason), q_state
+        out = doc_to_record(
+            doc,
+            record.id,
+            model=version,
+            spans_key=settings.spans_key,
+            include_text=settings.include_text,
+            meta=settings.meta(record.fields),
+        )
+        return record.index, record.id, doc, out, q_state
+
+    while True:
         docs = nlp.pipe(texts(), as_tuples=True, batch_size=settings.batch_size, n_process=settings.n_process)
-        for doc, (index, doc_id, meta) in docs:
-            while runs and runs[0][0] < index:
-                _, q_bytes, q_count = runs.popleft()
-                q_state = (q_bytes, q_count)
-            record = doc_to_record(
-                doc,
-                doc_id,
-                model=version,
-                spans_key=settings.spans_key,
-                include_text=settings.include_text,
-                meta=meta,
-            )
-            yield index, doc_id, doc, record, q_state
-        if not exhausted:
-            assert reload is not None
-            # drop the old pipeline, its doc stream and the last doc (which
-            # holds the old vocab) before loading the new one, so that only
-            # one vocab is ever alive
-            doc = docs = nlp = None  # type: ignore[assignment]
-            release_memory()
-            nlp = reload()
+        failure: Optional[Exception] = None
+        while True:
+            try:
+                doc, index = next(docs)
+            except StopIteration:
+                break
+            except Exception as err:
+                if err is reader_error or settings.fail_fast:
+                    if err is not reader_error and inflight:
+                        first, last = inflight[0], inflight[-1]
+                        err.add_note(
+                            f"clinie pipe: a pipeline component failed on a record from {first.where} "
+                            f"(record {first.index}) to {last.where} (record {last.index}); the run stopped "
+                            "because of --fail-fast. Without it the failing record is quarantined and the run goes on."
+                        )
+                    raise
+                failure = err
+                break
+            record = inflight.popleft()
+            assert record.index == index, (record.index, index)
+            yield done(record, doc, None)
+        if failure is not None:
+            docs.close()  # ends spaCy's worker processes, if any
+            docs = failure = None  # type: ignore[assignment]
+            while inflight:
+                record = inflight.popleft()
+                doc, reason = annotate_one(nlp, record.text or "")
+                yield done(record, doc, reason)
+            doc = None
+            if not exhausted and not (limit and since_load >= limit):
+                continue  # a fresh nlp.pipe over the rest of the input
+        if exhausted:
+            break
+        assert reload is not None
+        # drop the old pipeline, its doc stream and the last doc (which
+        # holds the old vocab) before loading the new one, so that only
+        # one vocab is ever alive
+        doc = docs = nlp = None  # type: ignore[assignment]
+        release_memory()
+        nlp = reload()
+        since_load = 0
 
 
 def release_memory() -> None:
@@ -508,8 +608,11 @@ def run_pipe(
 
             stream = ray_stream(str(model), resumed_from, committer, settings, input_path=input_path, fmt=fmt)
         for index, doc_id, doc, record, (q_bytes, q_count) in stream:
-            state.extra["model_version"] = record["model"]
-            committer.write(doc_id, doc, record, index)
+            if isinstance(record, Failed):
+                committer.failed(record.record, record.reason)
+            else:
+                state.extra["model_version"] = record["model"]
+                committer.write(doc_id, doc, record, index)
             if bar is not None:
                 bar.update(index + 1 - committer.offset)
             committer.advance(index + 1, q_bytes, q_count)
@@ -582,6 +685,7 @@ def _summary(
         extra={
             "restarts": state.restarts,
             "rejected": state.rejected,
+            "component_errors": int(state.extra.get("component_errors", 0)),
             **{k: state.extra[k] for k in ("n_chars", "peak_rss_mb", "peak_rss_children_mb") if k in state.extra},
         },
     )

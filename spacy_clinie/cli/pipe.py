@@ -97,6 +97,12 @@ def pipe_cli(
         None, "--code", help="Python file with custom components to import first (also on Ray workers)."
     ),
     ray_gpus: float = Opt(0.0, "--ray-gpus-per-worker", help="GPUs reserved per Ray actor."),
+    fail_fast: bool = Opt(
+        False,
+        "--fail-fast",
+        help="Stop with the component's traceback at the first record a pipeline component raises on "
+        "(default: quarantine that record with the error and go on).",
+    ),
 ) -> None:
     """Run a pipeline over an EHR dump, one JSONL record per note (mentions,
     labels, MedDRA codes, relations, context attributes, model version), or
@@ -107,8 +113,9 @@ def pipe_cli(
     exactly once. Bad records (not UTF-8, empty, no id, too long) go to the
     quarantine file with the reason; the summary checks read = written +
     quarantined. Records that cannot make a valid row or FHIR resource (a
-    note without a patient id, say) are quarantined too, with the reason.
-    `clinie report OUTPUT` summarises a run."""
+    note without a patient id, say) are quarantined too, with the reason,
+    as are records a pipeline component raises on (its name, the exception's
+    type and message). `clinie report OUTPUT` summarises a run."""
     settings = PipeSettings(
         input_format=input_format,
         id_field=id_field,
@@ -141,6 +148,7 @@ def pipe_cli(
         fhir_include_negated=include_negated,
         inference="int8" if int8 else inference,
         bucket_by_length=bucket_by_length,
+        fail_fast=fail_fast,
     )
     try:
         summary = run_pipe(model, input_path, output, settings)

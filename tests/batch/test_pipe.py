@@ -113,8 +113,8 @@ def test_crash_then_resume_is_exactly_once(tmp_path, light_model):
     out = tmp_path / "out.jsonl"
     nlp = spacy.load(light_model)
     nlp.add_pipe("clinie_test_crash", config={"prefix": "Patient 77 "})
-    with pytest.raises(SimulatedCrash):
-        run_pipe(light_model, src, out, settings(), nlp=nlp)
+    with pytest.raises(SimulatedCrash):  # --fail-fast: a component error stops the run
+        run_pipe(light_model, src, out, settings(fail_fast=True), nlp=nlp)
     state = load_state(tmp_path / "out.jsonl.state.json")
     assert 0 < state.offset < 100 and not state.complete
     assert out.stat().st_size > state.output_bytes  # lines written after the last commit

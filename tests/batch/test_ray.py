@@ -45,7 +45,7 @@ def test_ray_output_identical_to_local(tmp_path, light_model, local_ray):
     nlp = spacy.load(light_model)
     nlp.add_pipe("clinie_test_crash", config={"prefix": "Patient 51 "})
     with pytest.raises(RuntimeError, match="simulated crash"):  # the class as re-imported by --code
-        run_pipe(light_model, src, out, _settings(), nlp=nlp)
+        run_pipe(light_model, src, out, _settings(fail_fast=True), nlp=nlp)
     assert 0 < load_state(tmp_path / "mixed.jsonl.state.json").offset < local.read
     resumed = run_pipe(light_model, src, out, _settings(backend="ray", ray_workers=1))
     assert resumed.resumed_from > 0
