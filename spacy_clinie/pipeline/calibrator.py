@@ -16,6 +16,7 @@ and ``attributes["reaction_confidence"]``. A calibrator with no fitted map
 leaves confidences as they are.
 """
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
@@ -86,6 +87,11 @@ def fit_calibration(gold: Sequence[Doc], pred: Sequence[Doc], spans_key: str = M
     out: Dict[str, Any] = {"maps": {}, "fit": {}}
     for level, outcomes in (("mention", mention_outcomes), ("reaction", reaction_outcomes)):
         scores, hits = outcomes(gold, pred, spans_key)
+        if len(scores) == 0:  # nothing predicted on dev: leave this level raw
+            warnings.warn(f"no predicted {level}s to calibrate on: {level} confidences stay raw")
+            out["maps"][level] = IsotonicMap().to_dict()
+            out["fit"][level] = {"n": 0, "accuracy": 0.0, "ece_before": 0.0, "ece_after": 0.0}
+            continue
         fitted = IsotonicMap.fit(scores, hits)
         out["maps"][level] = fitted.to_dict()
         out["fit"][level] = {

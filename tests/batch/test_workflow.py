@@ -5,7 +5,7 @@ project; a tiny TAC 2017 OnSIDES-format corpus is written there, and the
 workflow runs with var overrides (``tac_dir``, ``euadr``, ``config``): a
 variant of configs/ade_cpu.cfg with a tiny random BERT that trains for two
 steps on short windows.
-It goes convert → convert-euadr → train → evaluate → baseline →
+It goes convert → convert-euadr → train → evaluate → calibrate → baseline →
 evaluate-baseline → package; then the wheel is pip-installed into a fresh
 folder and ``spacy.load("en_clinie_ade")`` runs in a fresh process that
 never imports spacy_clinie (entry points), with the test scores in meta.json.
@@ -114,10 +114,11 @@ def test_project_run_all_then_install_and_load(tmp_path):
     )  # fmt: skip
     elapsed = time.perf_counter() - start
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
-    for step in ("convert", "convert-euadr", "train", "evaluate", "baseline", "evaluate-baseline", "package"):
+    for step in ("convert", "convert-euadr", "train", "evaluate", "calibrate", "baseline", "evaluate-baseline", "package"):
         assert re.search(rf"=+ {step} =+", run.stdout), step
     for out in ("corpus/dev.spacy", "training/ade_tiny/model-best", "metrics/ade_tiny_test.json",
-                "metrics/dictionary_test.json", "training/en_clinie_ade/meta.json"):  # fmt: skip
+                "metrics/dictionary_test.json", "training/en_clinie_ade/meta.json",
+                "training/ade_tiny/calibration.json"):  # fmt: skip
         assert (project / out).exists(), out
     metrics = json.loads((project / "metrics" / "ade_tiny_test.json").read_text())
     dist = project / "packages" / "en_clinie_ade-0.1.0" / "dist"
@@ -147,6 +148,7 @@ def test_project_run_all_then_install_and_load(tmp_path):
     assert got["file"].startswith(site.as_posix())
     assert got["pipes"][0] == "ade" and "meddra_linker" in got["pipes"] and "medspacy_context" in got["pipes"]
     assert "relation_linker" in got["disabled"]  # switched off until trained on relations
+    assert "confidence_calibrator" in got["pipes"]  # maps fitted on dev by the calibrate step
     assert got["perf"]["mention_strict_f"] == metrics["mention_strict"]["micro"]["f"]
     assert got["perf"]["reaction_f"] == metrics["reaction"]["micro"]["f"]
     print(f"spacy project run all (tiny): {elapsed:.1f}s")

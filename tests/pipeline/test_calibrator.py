@@ -121,6 +121,10 @@ def test_unfitted_calibrator_and_empty_docs_pass_through(nlp, overconfident):
     doc = calib(preds[1])
     assert {s._.attributes["confidence"] for s in doc.spans["mentions"]} == {0.95, 0.6}
     calib.set_calibration(fit_calibration(*overconfident))
+    # a dev split with no predictions fits identity maps, with a warning
+    with pytest.warns(UserWarning, match="stay raw"):
+        none = fit_calibration(overconfident[0][:1], [nlp.make_doc(TEXT)])
+    assert none["fit"]["mention"]["n"] == 0 and none["maps"]["mention"]["x"] == []
     empty = calib(nlp.make_doc(""))
     assert len(empty) == 0
     plain = calib(nlp.make_doc("No mentions here."))
