@@ -40,6 +40,7 @@ class Errors(metaclass=ErrorsWithCodes):
     E014 = "No documents found in {path}."
     E015 = "Expected a header with columns {columns}, found {found}."
     E016 = "Mention at {start}:{end} covers only whitespace."
+    E017 = "Text of {n} characters is over the tokenizer's limit of {limit} (nlp.max_length)."
 
 
 class FormatError(ValueError):

@@ -60,6 +60,15 @@ def read_text(path: Union[str, Path]) -> str:
         raise FormatError(Errors.E002.format(pos=err.start, reason=err.reason), path=path)
 
 
+def check_length(
+    nlp: Language, text: str, *, path: Optional[Union[str, Path]], record: Optional[str] = None
+) -> None:
+    """A text spaCy would refuse to tokenise (E088) is a bad record of ours,
+    reported with the file and record like any other."""
+    if len(text) > nlp.max_length:
+        raise FormatError(Errors.E017.format(n=len(text), limit=nlp.max_length), path=path, record=record)
+
+
 def _norm(text: str) -> str:
     return " ".join(text.split()).lower()
 
@@ -170,6 +179,7 @@ def build_doc(
     Returns the doc and the mentions that were placed.
     """
     register_extensions()
+    check_length(nlp, text, path=path, record=record_prefix.strip() or None)
     doc = nlp.make_doc(text)
     placed: List[Tuple[MentionSpec, Fragment]] = []
     seen_ids = set()

@@ -14,7 +14,7 @@ from spacy.tokens import Doc
 
 from ..errors import Errors, FormatError
 from ..extensions import MENTIONS_KEY, get_mentions, register_extensions
-from ._util import MentionSpec, Report, build_doc, read_text
+from ._util import MentionSpec, Report, build_doc, check_length, read_text
 
 _T = re.compile(r"^(T\d+)\t(\S+) ((?:\d+ \d+)(?:;\d+ \d+)*)\t(.*)$")
 _R = re.compile(r"^(R\d+)\t(\S+) (\S+):(T\d+) (\S+):(T\d+)\s*$")
@@ -37,6 +37,7 @@ def read_brat_file(
     ann_path = txt_path.with_suffix(".ann")
     report = report if report is not None else Report()
     text = read_text(txt_path)
+    check_length(nlp, text, path=txt_path)
     # An empty or missing .ann is a document without annotations, not an error.
     ann = read_text(ann_path) if ann_path.exists() and ann_path.read_bytes().strip() else ""
     specs: Dict[str, MentionSpec] = {}

@@ -64,6 +64,8 @@ def read_euadr(
             for col in ("ENTITY1_INI", "ENTITY1_END", "ENTITY2_INI", "ENTITY2_END"):
                 if not row[col].strip().isdigit():
                     raise FormatError(Errors.E007.format(field=col, value=row[col], reason="not an integer"), path=path, record=record)
+                if len(row[col].strip()) > 12:  # int() refuses 4,300+ digits; no sentence is that long
+                    raise FormatError(Errors.E007.format(field=col, value=row[col][:20] + "...", reason="too large"), path=path, record=record)
         except FormatError as err:
             if strict:
                 raise
@@ -91,7 +93,14 @@ def read_euadr(
                     )
                 args.append(specs[span].id)
             relations.append({"id": f"R{len(relations) + 1}", "label": row["ASSOCIATION_TYPE"], "head": args[0], "tail": args[1], "line": lineno})
-        doc, placed = build_doc(nlp, sentence, list(specs.values()), report=report, path=path, record_prefix=f"PMID {pmid} sentence {num} ", strict=strict)
+        try:
+            doc, placed = build_doc(nlp, sentence, list(specs.values()), report=report, path=path, record_prefix=f"PMID {pmid} sentence {num} ", strict=strict)
+        except FormatError as err:  # a sentence too long to tokenise: it and its rows are skipped
+            if strict:
+                raise
+            lines = ", ".join(str(n) for n, _ in rows)
+            report.skip(FormatError(f"{err.message} (lines {lines})", path=path, record=f"PMID {pmid} sentence {num}"), "sentence")
+            continue
         placed_ids = {s.id for s in placed}
         kept = []
         for rel in relations:

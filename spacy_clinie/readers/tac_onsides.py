@@ -18,7 +18,7 @@ from spacy.tokens import Doc
 
 from ..errors import Errors, FormatError
 from ..extensions import register_extensions
-from ._util import MentionSpec, Report, build_doc, read_text
+from ._util import MentionSpec, Report, build_doc, check_length, read_text
 
 ADR_LABEL = "AdverseReaction"
 ENTRY_FIELDS = (
@@ -142,6 +142,7 @@ def read_onsides(
             rec_id = f"#{i} ({record['label_id']}/{record['section_name']})"
             if not isinstance(record["section_text"], str) or not record["section_text"].strip():
                 raise FormatError("empty section_text", path=path, record=rec_id)
+            check_length(nlp, record["section_text"], path=path, record=rec_id)
             doc_id = f"{record['label_id']}/{record['section_name']}"
             if doc_id in seen:
                 raise FormatError(Errors.E011.format(id=doc_id), path=path, record=rec_id)

@@ -17,7 +17,7 @@ from spacy.tokens import Doc
 
 from ..errors import Errors, FormatError
 from ..extensions import MENTIONS_KEY, get_mentions, register_extensions
-from ._util import MentionSpec, Report, build_doc, read_text
+from ._util import MentionSpec, Report, build_doc, check_length, read_text
 
 MENTION_CORE = ("id", "section", "type", "start", "len", "str")
 NORM_KEYS = ("meddra_pt", "meddra_pt_id", "meddra_llt", "meddra_llt_id")
@@ -194,6 +194,15 @@ def read_tac_xml(
     for sec in sections:
         sid = sec.attrib["id"]
         sec_text = sec.text or ""
+        try:
+            check_length(nlp, sec_text, path=path, record=f"Section {sid}")
+        except FormatError as err:
+            if strict:
+                raise
+            n_m, n_r = len(mentions[sid]), len(relations[sid])
+            why = f"{err.message} The section, its {n_m} mention(s) and {n_r} relation(s) are skipped."
+            report.skip(FormatError(why, path=path, record=f"Section {sid}"), "section")
+            continue
         doc, placed = build_doc(
             nlp,
             sec_text,
