@@ -103,7 +103,10 @@ def screenshot(html: Path, png: Path) -> None:
     try:
         driver.get(html.resolve().as_uri())
         WebDriverWait(driver, 120).until(
-            lambda d: d.execute_script("return document.querySelectorAll('.js-plotly-plot svg.main-svg').length") >= 6
+            lambda d: d.execute_script(
+                "return document.querySelectorAll('.js-plotly-plot svg.main-svg').length"
+                " >= document.querySelectorAll('.plotly-graph-div').length"
+            )
         )
         png.parent.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(png))

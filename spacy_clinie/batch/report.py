@@ -219,18 +219,21 @@ def _hbar(counts: List[Tuple[str, int]], title: str, color: str = COLORS["main"]
     return _layout(fig, title, height=max(260, 70 + 16 * lines + 8 * len(counts)))
 
 
-def _empty(title: str, message: str) -> Any:
-    import plotly.graph_objects as go
+@dataclass
+class Empty:
+    """A figure with nothing to show, and why (a text panel, no PNG)."""
 
-    fig = go.Figure()
-    fig.add_annotation(text=_wrap(message, 70), showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False)
-    return _layout(fig, title, height=220)
+    title: str
+    message: str
+
+
+def _empty(title: str, message: str) -> Empty:
+    return Empty(title, message)
 
 
 def figures(data: RunData) -> Dict[str, Any]:
-    """The report's Plotly figures, by file-friendly name."""
+    """The report's Plotly figures by file-friendly name (:class:`Empty`
+    where the run has nothing to show)."""
     import plotly.graph_objects as go
 
     rows = data.rows
@@ -311,6 +314,9 @@ table {{ border-collapse: collapse; font-size: 13px; width: 100%; }}
 th, td {{ text-align: left; padding: 4px 8px; border-bottom: 1px solid #eee; vertical-align: top; }}
 .notes {{ background: #fff8e1; border-left: 4px solid #ef8f00; padding: 8px 12px; margin-bottom: 12px; font-size: 13px; }}
 h2 {{ font-size: 16px; margin: 18px 0 8px; }}
+.empty {{ padding: 10px 16px; }}
+.empty h3 {{ font-size: 14px; font-weight: normal; margin: 4px 0 10px; }}
+.empty p {{ color: #666; font-size: 13px; }}
 </style>
 <script>{plotly_js}</script>
 </head>
@@ -349,9 +355,15 @@ def render_html(data: RunData, figs: Optional[Dict[str, Any]] = None) -> str:
         if k in stats
     )
     panels = "".join(
-        '<div class="panel">'
-        + pio.to_html(fig, include_plotlyjs=False, full_html=False, div_id=f"fig-{name}", config={"displaylogo": False})
-        + "</div>"
+        (
+            f'<div class="panel empty" id="fig-{name}"><h3>{_cell(fig.title)}</h3><p>{_cell(fig.message)}</p></div>'
+            if isinstance(fig, Empty)
+            else '<div class="panel">'
+            + pio.to_html(
+                fig, include_plotlyjs=False, full_html=False, div_id=f"fig-{name}", config={"displaylogo": False}
+            )
+            + "</div>"
+        )
         for name, fig in figs.items()
     )
     stat_rows = "".join(f"<tr><th>{_cell(k)}</th><td>{_cell(v)}</td></tr>" for k, v in stats.items())
@@ -388,6 +400,8 @@ def write_pngs(figs: Dict[str, Any], folder: Path, *, width: int = 900, scale: f
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, fig in figs.items():
+        if isinstance(fig, Empty):
+            continue
         path = folder / f"{name}.png"
         fig.write_image(str(path), width=width, height=fig.layout.height or 400, scale=scale)
         paths.append(path)

@@ -69,7 +69,12 @@ def test_html_is_offline_and_escaped(run_outputs, tmp_path):
     page = tmp_path / "r.html"
     write_report(run_outputs["fhir"], page)
     text = page.read_text(encoding="utf-8")
-    assert len(re.findall(r'<div id="fig-', text)) == N_FIGURES
+    assert len(re.findall(r'<div id="fig-', text)) == N_FIGURES  # Plotly divs
+    # a run that quarantined nothing says so in a text panel, not an empty plot
+    write_report(run_outputs["jsonl"], tmp_path / "j.html")
+    jtext = (tmp_path / "j.html").read_text(encoding="utf-8")
+    assert '<div class="panel empty" id="fig-quarantine"><h3>Quarantine</h3><p>Nothing was quarantined.</p>' in jtext
+    assert len(re.findall(r'<div id="fig-', jtext)) == N_FIGURES - 1
     # no script from elsewhere (the library itself only names a map-data URL)
     assert not re.search(r"<script[^>]+src=", text) and "cdn.plot.ly/plotly" not in text
     assert "Plotly.newPlot" in text and len(text) > 3_000_000  # plotly.js inlined
