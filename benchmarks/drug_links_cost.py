@@ -9,7 +9,10 @@ variants over the same texts (the first N sections of the TAC test split),
 alternating which goes first; words are the non-space tokens of the
 pipeline's tokenizer. Reports words/s per repeat, the median and range,
 and the median slowdown, plus how many drug mentions and links the
-components made. Run it alone (it is a timing benchmark):
+components made. Then, as a second measure that a change of machine load
+during the run cannot skew, the share of the time each component takes
+when every batch goes through the components one by one. Run it alone (it
+is a timing benchmark):
 
     flock /work/notes/heavy.lock nice -n 5 python benchmarks/drug_links_cost.py training/en_clinie_ade corpus/test.spacy \\
         --limit 100 --repeats 3 --output training/drug_links_cost.json
@@ -24,6 +27,7 @@ from typing import Any, Dict, List
 
 import spacy
 import torch
+from spacy.util import minibatch
 
 import spacy_clinie  # noqa: F401
 from spacy_clinie.convert import load_docs
@@ -48,6 +52,22 @@ def timed(nlp, texts: List[str], batch_size: int, disable: List[str]) -> Dict[st
     drugs = sum(1 for d in docs for s in get_mentions(d) if s.label_ == "Drug")
     links = sum(1 for d in docs for r in d._.relations or [] if r.get("label") == "ADE-Drug")
     return {"seconds": seconds, "drugs": drugs, "links": links}
+
+
+def per_component(nlp, texts: List[str], batch_size: int) -> Dict[str, float]:
+    """Seconds spent in the tokenizer and in each enabled component, batch
+    by batch: every batch goes through all components in turn, so a change
+    of machine load during the run touches all of them alike."""
+    times: Dict[str, float] = {"tokenizer": 0.0, **{name: 0.0 for name in nlp.pipe_names}}
+    for batch in minibatch(texts, size=batch_size):
+        start = time.perf_counter()
+        docs = [nlp.make_doc(t) for t in batch]
+        times["tokenizer"] += time.perf_counter() - start
+        for name, proc in nlp.pipeline:
+            start = time.perf_counter()
+            docs = list(proc.pipe(docs, batch_size=batch_size)) if hasattr(proc, "pipe") else [proc(d) for d in docs]
+            times[name] += time.perf_counter() - start
+    return times
 
 
 def main(argv=None) -> int:
@@ -80,6 +100,15 @@ def main(argv=None) -> int:
     for v, rs in runs.items():
         wps = [r["words_per_s"] for r in rs]
         summary[v] = {"median": statistics.median(wps), "min": min(wps), "max": max(wps), "runs": wps}
+    shares = []
+    for rep in range(args.repeats):
+        times = per_component(nlp, texts, args.batch_size)
+        shares.append(sum(times[n] for n in names) / sum(times.values()))
+        summary.setdefault("per_component_seconds", []).append(times)
+        print(f"  repeat {rep + 1} per component: drug components {sum(times[n] for n in names):.1f} s of {sum(times.values()):.1f} s "
+              f"({100 * shares[-1]:.1f}%): " + ", ".join(f"{k} {v:.1f}" for k, v in times.items()), flush=True)
+    summary["drug_share_runs"] = shares
+    summary["drug_share_median"] = statistics.median(shares)
     ratios = [w["seconds"] / wo["seconds"] for w, wo in zip(runs["with"], runs["without"])]
     summary["slowdown_median"] = statistics.median(ratios)
     summary["slowdown_runs"] = ratios
@@ -91,6 +120,7 @@ def main(argv=None) -> int:
         s = summary[v]
         print(f"| {v} the drug components | {s['median']:,.0f} ({s['min']:,.0f}–{s['max']:,.0f}) |")
     print(f"time with / without, per repeat: {', '.join(f'{r:.3f}' for r in ratios)} (median {summary['slowdown_median']:.3f})")
+    print(f"share of the time in the drug components, per repeat: {', '.join(f'{100 * x:.1f}%' for x in shares)} (median {100 * summary['drug_share_median']:.1f}%)")
     print(f"drug mentions {summary['drugs']}, ADE-Drug links {summary['links']} in {len(texts)} sections")
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
