@@ -77,3 +77,28 @@ def first_token_probability(tokens: Optional[Sequence[Dict]], choices: Sequence[
         scores[c] = math.exp(max(lps)) if lps else 0.0
     z = sum(scores.values())
     return {c: round(v / z, 4) for c, v in scores.items()} if z > 0 else {c: 0.0 for c in choices}
+
+
+def string_confidences(tokens: Optional[Sequence[Dict]], strings: Sequence[str]) -> List[Optional[float]]:
+    """For each string the answer named (in answer order), the probability
+    of the generated token where that string starts: how sure the LLM was
+    to name this text at all. ``None`` where the backend gave no
+    log-probabilities or the string is not found in the generated text."""
+    if not tokens:
+        return [None] * len(strings)
+    offsets, pos = [], 0
+    for tok in tokens:
+        offsets.append(pos)
+        pos += len(tok.get("token", ""))
+    generated = "".join(t.get("token", "") for t in tokens)
+    out: List[Optional[float]] = []
+    cursor = 0
+    for text in strings:
+        hit = generated.find(text, cursor) if text else -1
+        if hit < 0:
+            out.append(None)
+            continue
+        cursor = hit + len(text)
+        k = max(i for i, o in enumerate(offsets) if o <= hit)
+        out.append(round(math.exp(tokens[k]["logprob"]), 4))
+    return out

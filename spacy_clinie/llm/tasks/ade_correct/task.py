@@ -5,7 +5,10 @@ a low-confidence sentence, and returns the corrected entity list.
 One prompt per uncertain unit (sentence), so a doc yields zero to n prompts;
 spacy-llm's sharding interface carries them as ``(prompts, [doc])``. Units
 are re-derived when responses come back (selection is a pure function of the
-doc), and each answer replaces the small model's spans inside its unit.
+doc). Each answer is split into edits of the small model's spans inside
+its unit (add, drop, relabel, re-boundary; ``llm.edits``); without a gate
+all apply (the answer replaces the unit's spans), with a fitted
+``llm.gate.EditGate`` only those it judges more likely right than wrong.
 Answers that cannot be read keep the small model's spans and are counted in
 ``doc._.llm_corrections``; nothing here raises on model output, and only the
 parsers' errors on that output are caught (a bug of ours still raises).
@@ -22,8 +25,10 @@ from spacy.training import Example
 
 from ....extensions import register_extensions, set_mention_attrs
 from ....scoring import score_mentions
-from ...confidence import label_confidences, unit_entropy, units
+from ...confidence import label_confidences, string_confidences, unit_entropy, units
 from ...demos import DemoPool, unit_examples
+from ...edits import EDIT_KINDS, Edit, SpanKey, apply_edits, split_edits
+from ...gate import EditGate, load_gate_data
 from ...jinja import load_template
 from ...parser import parse_index_lines, parse_json_entities
 from ...resolver import LabelResolver, index_spans, locate_entities
@@ -33,7 +38,9 @@ OUTPUT_FORMATS = ("json", "index")
 # what the parsers raise on model output they cannot digest (json's nesting
 # limit, int() of an over-long index); nothing else is caught
 PARSE_ERRORS = (ValueError, RecursionError)
-STAT_KEYS = ("units", "prompted", "parsed", "unparseable", "changed", "dropped_entities")
+STAT_KEYS = ("units", "prompted", "parsed", "unparseable", "changed", "dropped_entities") + tuple(
+    f"{what}_{kind}" for what in ("edits", "accepted") for kind in EDIT_KINDS
+)
 
 
 class ADECorrectTask:
@@ -55,6 +62,7 @@ class ADECorrectTask:
         constrain: bool,
         max_ngram: int,
         max_candidates: int,
+        gate: Optional[EditGate] = None,
     ) -> None:
         if output_format not in OUTPUT_FORMATS:
             raise ValueError(f"output_format must be one of {OUTPUT_FORMATS}, got {output_format!r}")
@@ -76,6 +84,7 @@ class ADECorrectTask:
         self.constrain = constrain
         self.max_ngram = max_ngram
         self.max_candidates = max_candidates
+        self.gate = gate
         self._template = load_template(template)
         self._system = load_template(system_template).render().strip()
         self.resolver = LabelResolver(self._labels, self.label_synonyms)
@@ -222,6 +231,14 @@ class ADECorrectTask:
     def read_answer(self, doc: Doc, start: int, end: int, response: Union[str, Response]) -> Tuple[Optional[List[Tuple[int, int, str]]], List[Optional[float]], int]:
         """(token spans or None when unreadable, the LLM label confidence of
         each span, entities dropped by the resolver)."""
+        spans, confs, _, dropped = self.read_answer_details(doc, start, end, response)
+        return spans, confs, dropped
+
+    def read_answer_details(
+        self, doc: Doc, start: int, end: int, response: Union[str, Response]
+    ) -> Tuple[Optional[List[Tuple[int, int, str]]], List[Optional[float]], List[Optional[float]], int]:
+        """``read_answer`` plus, per span, the LLM's probability for the first
+        token of the string it named (json answers with log-probabilities)."""
         tokens = getattr(response, "tokens", None)
         if self.output_format == "json":
             try:
@@ -229,20 +246,44 @@ class ADECorrectTask:
             except PARSE_ERRORS:  # e.g. nesting too deep for the json module
                 pairs = None
             if pairs is None:
-                return None, [], 0
+                return None, [], [], 0
             resolved = [(t, raw, self.resolver(raw)) for t, raw in pairs]
             kept = [(t, lab) for t, _, lab in resolved if lab is not None]
             confs = label_confidences(tokens, str(response), self._labels, [raw for _, raw, lab in resolved if lab is not None])
+            probs = string_confidences(tokens, [t for t, _ in kept])
             spans, missing, found = locate_entities(doc, start, end, kept)
-            return spans, [confs[i] for i in found], (len(pairs) - len(kept)) + missing
+            return spans, [confs[i] for i in found], [probs[i] for i in found], (len(pairs) - len(kept)) + missing
         try:
             lines = parse_index_lines(response)
         except PARSE_ERRORS:  # e.g. an index too long for int()
             lines = None
         if lines is None:
-            return None, [], 0
+            return None, [], [], 0
         spans, dropped = index_spans(doc, start, end, lines, self.resolver)
-        return spans, [None] * len(spans), dropped
+        return spans, [None] * len(spans), [None] * len(spans), dropped
+
+    def unit_edits(
+        self, doc: Doc, start: int, end: int, entropy: float, response: Union[str, Response], current: Sequence[Span]
+    ) -> Tuple[Optional[List[Edit]], Dict[SpanKey, Optional[float]], int]:
+        """The edits one answer makes to the unit's spans in ``current``
+        (None when unreadable), featurized when there is a gate, with the
+        LLM label confidence of each answered span and the resolver's drops."""
+        spans, confs, probs, dropped = self.read_answer_details(doc, start, end, response)
+        if spans is None:
+            return None, {}, dropped
+        old = {(s.start, s.end, s.label_): s for s in current if s.start >= start and s.end <= end}
+        label_conf: Dict[SpanKey, Optional[float]] = {}
+        llm_prob: Dict[SpanKey, Optional[float]] = {}
+        for k, key in enumerate(spans):  # one confidence per span, the first answer naming it
+            label_conf.setdefault(key, confs[k] if k < len(confs) else None)
+            p, c = (probs[k] if k < len(probs) else None), label_conf[key]
+            llm_prob.setdefault(key, p * c if p is not None and c is not None else (p if p is not None else c))
+        edits = split_edits(list(old), list(label_conf))
+        if self.gate is not None and edits:
+            texts = {key: doc[key[0] : key[1]].text for key in list(old) + list(label_conf)}
+            tagger_conf = {key: (s._.attributes or {}).get("confidence") for key, s in old.items()}
+            self.gate.featurize(edits, texts, tagger_conf, llm_prob, entropy)
+        return edits, label_conf, dropped
 
     def apply(self, doc: Doc, selected: Sequence[Tuple[int, int, float]], responses: Sequence[Union[str, Response]]) -> None:
         stats = dict.fromkeys(STAT_KEYS, 0)
@@ -253,28 +294,37 @@ class ADECorrectTask:
         for (start, end, entropy), response in zip(selected, responses):
             # read_answer turns unreadable model output into None; anything it
             # raises is a bug of ours and must not be counted as "unparseable"
-            spans, confs, dropped = self.read_answer(doc, start, end, response)
+            edits, label_conf, dropped = self.unit_edits(doc, start, end, entropy, response, current)
             stats["dropped_entities"] += dropped
-            if spans is None:
+            if edits is None:
                 stats["unparseable"] += 1
                 continue
             stats["parsed"] += 1
             old = [s for s in current if s.start >= start and s.end <= end]
             old_keys = {(s.start, s.end, s.label_): s for s in old}
-            new_spans = []
-            span_confs: Dict[Tuple[int, int, str], Optional[float]] = {}
-            for k, key in enumerate(spans):  # one confidence per span, the first answer naming it
-                span_confs.setdefault(key, confs[k] if k < len(confs) else None)
-            for (s, e, lab), conf in span_confs.items():
-                prev = old_keys.get((s, e, lab))
-                if prev is not None:  # the LLM confirmed the small model's span
-                    new_spans.append(prev)
+            accept = self.gate.accept(edits) if self.gate is not None else [True] * len(edits)
+            gate_p = self.gate.probabilities(edits) if self.gate is not None and self.gate.active else None
+            p_right: Dict[SpanKey, float] = {}
+            for n, (edit, ok) in enumerate(zip(edits, accept)):
+                stats[f"edits_{edit.kind}"] += 1
+                stats[f"accepted_{edit.kind}"] += int(ok)
+                if gate_p is not None and edit.new is not None:
+                    p_right[edit.new] = round(float(gate_p[n]), 4)
+            kept = set(apply_edits(list(old_keys), [e for e, ok in zip(edits, accept) if ok]))
+            new_spans = [s for key, s in old_keys.items() if key in kept]
+            for key in label_conf:  # answer order, as the LLM named them
+                if key not in kept or key in old_keys:
                     continue
                 n_new += 1
+                s, e, lab = key
                 span = Span(doc, s, e, label=lab, span_id=f"L{n_new}")
-                set_mention_attrs(doc, span.id_, attributes={"source": "llm", "unit_entropy": round(entropy, 4), **({"llm_confidence": conf} if conf is not None else {})})
+                conf = label_conf[key]
+                attrs = {"source": "llm", "unit_entropy": round(entropy, 4), **({"llm_confidence": conf} if conf is not None else {})}
+                if key in p_right:
+                    attrs["gate_probability"] = p_right[key]
+                set_mention_attrs(doc, span.id_, attributes=attrs)
                 new_spans.append(span)
-            if {(s.start, s.end, s.label_) for s in new_spans} != set(old_keys):
+            if kept != set(old_keys):
                 stats["changed"] += 1
             current = [s for s in current if s not in old] + new_spans
         if stats["prompted"]:
@@ -290,11 +340,18 @@ class ADECorrectTask:
         return score_mentions(examples, spans_key=self.spans_key)
 
     def initialize(
-        self, get_examples: Optional[Callable[[], Iterable[Example]]] = None, nlp: Optional[Language] = None, n_demos: int = 0, demo_path: Optional[str] = None
+        self, get_examples: Optional[Callable[[], Iterable[Example]]] = None, nlp: Optional[Language] = None, n_demos: int = 0, demo_path: Optional[str] = None,
+        gate_path: Optional[str] = None,
     ) -> None:
         """Fill the demonstration pool with up to ``n_demos`` sentences that
         have gold spans: from the .spacy corpus ``demo_path`` (e.g. the
-        training split), else from ``get_examples()``."""
+        training split), else from ``get_examples()``. ``gate_path``: a
+        fitted edit gate (``EditGate.to_disk``) to load into the task's gate."""
+        if gate_path:
+            if self.gate is None:
+                raise ValueError("gate_path given but the task has no gate (set gate = {\"@llm_misc\": \"clinie.EditGate.v1\"})")
+            data, where = load_gate_data(gate_path)
+            self.gate.from_dict(data, where=where)
         if not n_demos:
             return
         if demo_path:
@@ -316,22 +373,29 @@ class ADECorrectTask:
         self.demos.replace(pool[:n_demos])
 
     def to_bytes(self, *, exclude: Tuple[str, ...] = tuple()) -> bytes:
-        return srsly.msgpack_dumps({"labels": self._labels, "demos": self.demos.examples})
+        data: Dict[str, Any] = {"labels": self._labels, "demos": self.demos.examples}
+        if self.gate is not None:
+            data["gate"] = self.gate.to_dict()
+        return srsly.msgpack_dumps(data)
 
     def from_bytes(self, bytes_data: bytes, *, exclude: Tuple[str, ...] = tuple()) -> "ADECorrectTask":
         data = srsly.msgpack_loads(bytes_data)
         self._labels = list(data["labels"])
         self.resolver = LabelResolver(self._labels, self.label_synonyms)
         self.demos.replace(data["demos"])
+        if self.gate is not None and data.get("gate") is not None:
+            self.gate.from_dict(data["gate"])
         return self
 
     def to_disk(self, path: Path, *, exclude: Tuple[str, ...] = tuple()) -> None:
         path = Path(path)
-        util.to_disk(
-            path,
-            {"cfg.json": lambda p: srsly.write_json(p, {"labels": self._labels}), "demos": lambda p: self.demos.to_disk(p)},
-            exclude,
-        )
+        writers: Dict[str, Callable[[Path], None]] = {
+            "cfg.json": lambda p: srsly.write_json(p, {"labels": self._labels}),
+            "demos": lambda p: self.demos.to_disk(p),
+        }
+        if self.gate is not None:
+            writers["gate.json"] = lambda p: self.gate.to_disk(p)  # type: ignore[union-attr]
+        util.to_disk(path, writers, exclude)
 
     def from_disk(self, path: Path, *, exclude: Tuple[str, ...] = tuple()) -> "ADECorrectTask":
         path = Path(path)
@@ -339,4 +403,6 @@ class ADECorrectTask:
             self._labels = list(srsly.read_json(path / "cfg.json")["labels"])
             self.resolver = LabelResolver(self._labels, self.label_synonyms)
         self.demos.from_disk(path / "demos")
+        if self.gate is not None and (path / "gate.json").exists():
+            self.gate.from_disk(path / "gate.json")
         return self

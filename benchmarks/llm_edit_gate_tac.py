@@ -1,0 +1,213 @@
+"""The do-no-harm gate on LLM corrector edits (issue 20, item 2) on TAC 2017.
+
+Three steps, so the slow LLM runs once per split and the gate is applied
+to the very same answers:
+
+    # 1. the corrector's answers on the tagger's uncertain sentences (LLM runs here)
+    python benchmarks/llm_edit_gate_tac.py answer training/preds/gate20/dev.tagger.spacy \
+        training/preds/gate20/dev.answers.jsonl --demos corpus/train.spacy --entropy-threshold 0.05
+    # 2. fit the acceptance model on the dev edits (labelled against dev gold)
+    python benchmarks/llm_edit_gate_tac.py fit corpus/dev.spacy training/preds/gate20/dev.tagger.spacy \
+        training/preds/gate20/dev.answers.jsonl training/preds/gate20/gate.json --train corpus/train.spacy \
+        --linker training/en_clinie_ade_issue25
+    # 3. tagger alone vs ungated vs gated (writes A/B .spacy files for clinie evaluate --compare)
+    python benchmarks/llm_edit_gate_tac.py score corpus/test.spacy training/preds/gate20/test.tagger.spacy \
+        training/preds/gate20/test.answers.jsonl training/preds/gate20/gate.json training/preds/gate20/test
+
+The ``*.tagger.spacy`` inputs are the tagger's output (mentions, tag
+entropies, calibrated confidences from ``clinie_confidence_calibrator``).
+Gating re-applies the stored answers through the task's own ``apply``
+(what spaCy's ``llm`` component calls), once with the gate off and once on.
+"""
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from spacy.tokens import Doc, DocBin
+from spacy.training import Example
+from spacy_llm.registry import registry
+
+from spacy_clinie.convert import load_docs
+from spacy_clinie.extensions import copy_doc_meta
+from spacy_clinie.llm.edits import EDIT_KINDS, Edit
+from spacy_clinie.llm.gate import EditGate, PipelineLinkScorer, edit_outcome
+from spacy_clinie.llm.tasks.ade_correct.task import ADECorrectTask
+from spacy_clinie.llm.types import Response
+from spacy_clinie.scoring import compare_systems, evaluate_docs
+from spacy_clinie.tokenizer import make_blank
+
+LEVELS = ("mention_strict", "mention_relaxed", "reaction")
+
+
+def make_task(threshold: float, gate: Optional[EditGate] = None, encoder: bool = False) -> ADECorrectTask:
+    demos: Dict[str, Any] = {"@llm_misc": "clinie.DemoPool.v1"}
+    if encoder:
+        demos["encoder"] = {"@misc": "clinie.SentenceEncoder.v1"}
+    from spacy.util import registry as spacy_registry
+
+    pool = spacy_registry.resolve({"d": demos})["d"]
+    task = registry.llm_tasks.get("clinie.ADECorrect.v2")(entropy_threshold=threshold, demos=pool, gate_mode="off")
+    task.gate = gate
+    return task
+
+
+def read_tagged(path: str, vocab: Any) -> List[Doc]:
+    docs = list(DocBin().from_disk(path).get_docs(vocab))
+    assert all(d._.tag_entropy for d in docs), f"{path}: no doc._.tag_entropy (store_entropy off?)"
+    return docs
+
+
+def cmd_answer(args: argparse.Namespace) -> None:
+    nlp = make_blank()
+    docs = read_tagged(args.tagged, nlp.vocab)
+    if args.limit:
+        docs = docs[: args.limit]
+    task = make_task(args.entropy_threshold, encoder=True)
+    if args.demos:
+        demo_docs = load_docs(args.demos)
+        task.initialize(lambda: (Example(d, d) for d in demo_docs), n_demos=args.n_demos)
+    model = registry.llm_models.get("clinie.LlamaCpp.v1")()
+    t0, n_prompts = time.perf_counter(), 0
+    with open(args.output, "w", encoding="utf8") as out:
+        for n, doc in enumerate(docs, 1):
+            prompts = list(task.generate_prompts([doc]))[0][0]
+            responses = list(list(model([prompts]))[0]) if prompts else []
+            n_prompts += len(prompts)
+            out.write(json.dumps({"doc": n - 1, "doc_id": doc._.doc_id, "threshold": args.entropy_threshold,
+                                  "responses": [{"text": str(r), "tokens": getattr(r, "tokens", None)} for r in responses]}) + "\n")
+            out.flush()
+            if n % 5 == 0:
+                print(f"{n}/{len(docs)} docs, {n_prompts} prompts, {time.perf_counter() - t0:.0f}s", flush=True)
+    print(json.dumps({"docs": len(docs), "prompts": n_prompts, "seconds": round(time.perf_counter() - t0, 1),
+                      "seconds_per_prompt": round((time.perf_counter() - t0) / max(1, n_prompts), 3)}))
+
+
+def read_answers(path: str) -> Tuple[List[List[Response]], float]:
+    rows = []
+    for line in Path(path).read_text(encoding="utf8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # the last line of a run stopped by its time limit
+            break
+    answers = [[Response(r["text"], tokens=r["tokens"]) for r in row["responses"]] for row in rows]
+    return answers, float(rows[0]["threshold"])
+
+
+def collect_edits(task: ADECorrectTask, gold: List[Doc], tagged: List[Doc], answers: List[List[Response]]) -> Tuple[List[Edit], List[bool]]:
+    """Every edit the ungated answers make, featurized, with its outcome
+    against the gold spans (token offsets and label) of the same doc."""
+    edits, outcomes = [], []
+    for g, doc, responses in zip(gold, tagged, answers):
+        gold_keys = {(s.start, s.end, s.label_) for s in g.spans.get("mentions", [])}
+        current = list(doc.spans["mentions"]) if "mentions" in doc.spans else []
+        for (start, end, entropy), response in zip(task.select(doc), responses):
+            unit, _, _ = task.unit_edits(doc, start, end, entropy, response, current)
+            for e in unit or []:
+                edits.append(e)
+                outcomes.append(edit_outcome(e, gold_keys))
+    return edits, outcomes
+
+
+def build_gate(args: argparse.Namespace) -> EditGate:
+    from dictionary_baseline import train_strings  # benchmarks/, this script's folder
+
+    strings = train_strings(d for p in args.train for d in load_docs(p)) if args.train else set()
+    return EditGate(dictionary=strings, link_scorer=PipelineLinkScorer(args.linker) if args.linker else None)
+
+
+def cmd_fit(args: argparse.Namespace) -> None:
+    nlp = make_blank()
+    gold = load_docs(args.gold)
+    tagged = read_tagged(args.tagged, nlp.vocab)
+    answers, threshold = read_answers(args.answers)
+    gold, tagged = gold[: len(answers)], tagged[: len(answers)]
+    gate = build_gate(args)
+    task = make_task(args.fit_threshold or threshold, gate)
+    edits, outcomes = collect_edits(task, gold, tagged, answers)
+    # dev estimate of the gate: k folds over documents, each scored by a gate fitted on the others
+    doc_of = [n for n, (doc, responses) in enumerate(zip(tagged, answers)) for (s, e, h), r in zip(task.select(doc), responses)
+              for _ in (task.unit_edits(doc, s, e, h, r, list(doc.spans["mentions"]))[0] or [])]
+    cv_accept: List[bool] = [True] * len(edits)
+    for k in range(args.folds):
+        held = [i for i, n in enumerate(doc_of) if n % args.folds == k]
+        rest = [i for i in range(len(edits)) if doc_of[i] % args.folds != k]
+        if held and rest:
+            fold = EditGate(dictionary=gate.dictionary)
+            fold.fit([edits[i] for i in rest], [outcomes[i] for i in rest], c=args.c)
+            for i, ok in zip(held, fold.accept([edits[i] for i in held])):
+                cv_accept[i] = ok
+    report = gate.fit(edits, outcomes, c=args.c)
+    report["threshold_fitted_on"] = args.fit_threshold or threshold
+    report["cv_folds"] = args.folds
+    report["cv_per_kind"] = {k: {"accepted": sum(a for e, a in zip(edits, cv_accept) if e.kind == k),
+                                 "accepted_right": sum(a and o for e, a, o in zip(edits, cv_accept, outcomes) if e.kind == k)}
+                             for k in EDIT_KINDS}
+    gate.to_disk(args.output)
+    print(json.dumps({**report, "coef": dict(zip(gate.to_dict()["features"], [round(c, 3) for c in gate.to_dict()["coef"]])),
+                      "intercept": round(gate.intercept, 3)}, indent=1))
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    nlp = make_blank()
+    gold = load_docs(args.gold)
+    tagged = read_tagged(args.tagged, nlp.vocab)
+    answers, threshold = read_answers(args.answers)
+    gold, tagged = gold[: len(answers)], tagged[: len(answers)]
+    gate = build_gate(args).from_disk(args.gate)
+    systems: Dict[str, List[Doc]] = {"tagger": tagged}
+    counts: Dict[str, Dict[str, int]] = {}
+    for name, mode in (("ungated", "off"), ("gated", "on")):
+        gate.mode = mode
+        task = make_task(threshold, gate)
+        out = []
+        for g, doc, responses in zip(gold, tagged, answers):
+            d = doc.copy()
+            task.apply(d, task.select(d), responses)
+            out.append(copy_doc_meta(g, d))
+        systems[name] = out
+        counts[name] = {k: v for k, v in task.totals.items() if v}
+    prefix = Path(args.output_prefix)
+    for name, docs in systems.items():
+        DocBin(docs=docs, store_user_data=True).to_disk(f"{prefix}.{name}.spacy")
+    scores = {name: evaluate_docs(gold, docs, levels=LEVELS) for name, docs in systems.items()}
+    result: Dict[str, Any] = {"docs": len(gold), "entropy_threshold": threshold, "counts": counts,
+                              "f": {name: {k: {m: round(s[k]["micro"][m], 4) for m in "prf"} for k in LEVELS} for name, s in scores.items()}}
+    for name in ("ungated", "gated"):
+        cmp = compare_systems(gold, systems["tagger"], systems[name], levels=LEVELS)
+        result[f"{name}_vs_tagger"] = {k: {"delta_f": round(-cmp[k]["approximate_randomization"]["delta_f"], 4),
+                                           "p": cmp[k]["approximate_randomization"]["p_value"]} for k in LEVELS}
+    print(json.dumps(result, indent=1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("answer", help="run the LLM corrector on the tagger's uncertain sentences, store its answers")
+    a.add_argument("tagged")
+    a.add_argument("output")
+    a.add_argument("--demos")
+    a.add_argument("--n-demos", type=int, default=500)
+    a.add_argument("--entropy-threshold", type=float, default=0.1)
+    a.add_argument("--limit", type=int, default=0)
+    for name in ("fit", "score"):
+        p = sub.add_parser(name)
+        p.add_argument("gold")
+        p.add_argument("tagged")
+        p.add_argument("answers")
+        if name == "score":
+            p.add_argument("gate")
+        p.add_argument("output" if name == "fit" else "output_prefix")
+        p.add_argument("--train", nargs="*", default=["corpus/train.spacy"], help="dictionary of train strings")
+        p.add_argument("--linker", help="pipeline whose meddra_linker gives link scores")
+        if name == "fit":
+            p.add_argument("--c", type=float, default=1.0)
+            p.add_argument("--folds", type=int, default=5)
+            p.add_argument("--fit-threshold", type=float, default=0.0, help="fit on units above this entropy (default: the answers' threshold)")
+    args = parser.parse_args()
+    {"answer": cmd_answer, "fit": cmd_fit, "score": cmd_score}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
