@@ -131,14 +131,9 @@ def bench_speed(args: argparse.Namespace) -> Dict[str, Any]:
     if args.pipeline:
         systems["pipeline"] = spacy.load(args.pipeline)
     if args.ner_model:
-        systems["ner"] = spacy.load(args.ner_model)
         ner_name = f"stock transformer+ner ({args.ner_model})"
     else:
-        systems["ner"] = stock_transformer_ner(args.encoder)
         ner_name = f"stock transformer+ner ({args.encoder}, initialised, untrained: same computation)"
-    import medspacy
-
-    systems["medspacy"] = medspacy.load()
 
     # (row name, system, inference, bucket_by_length, n_process)
     rows: List[Tuple[str, str, Optional[str], bool, int]] = [
@@ -158,7 +153,14 @@ def bench_speed(args: argparse.Namespace) -> Dict[str, Any]:
         ]
     rows += [(ner_name, "ner", None, False, 1), ("medspaCy default (medspacy.load())", "medspacy", None, False, 1)]
     if args.only:
-        rows = [r for r in rows if any(key in r[0] for key in args.only)]
+        rows = [r for r in rows if r[0] in args.only]
+    needed = {r[1] for r in rows}
+    if "ner" in needed:
+        systems["ner"] = spacy.load(args.ner_model) if args.ner_model else stock_transformer_ner(args.encoder)
+    if "medspacy" in needed:
+        import medspacy
+
+        systems["medspacy"] = medspacy.load()
 
     def configure(row: Tuple[str, str, Optional[str], bool, int]) -> Any:
         nlp = systems[row[1]]
@@ -181,7 +183,7 @@ def bench_speed(args: argparse.Namespace) -> Dict[str, Any]:
         entry.update(summarise(runs[row[0]]))
         table.append(entry)
     components = {}
-    if args.pipeline:
+    if args.pipeline and args.components:
         for setting in ("fp32", args.combo):
             inference, bucket = parse_combo(setting)
             set_inference(systems["pipeline"], inference, bucket)
@@ -345,7 +347,8 @@ def main() -> None:
     sp.add_argument("--batch-size", type=int, default=16)
     sp.add_argument("--combo", default="bf16+bucket", help="the combination of levers: fp32|int8|bf16[+bucket]")
     sp.add_argument("--ner-model", default=None, help="trained transformer+ner pipeline (default: an untrained one)")
-    sp.add_argument("--only", action="append", default=[], help="keep rows whose name contains this (repeatable)")
+    sp.add_argument("--only", action="append", default=[], help="time only the row of this name (repeatable)")
+    sp.add_argument("--components", action="store_true", help="then time each component of --pipeline once")
     enc = sub.add_parser("encoder")
     enc.add_argument("--rounds", type=int, default=3)
     for p in (sp, enc):
