@@ -33,7 +33,7 @@ from spacy_clinie.convert import load_docs
 from spacy_clinie.extensions import copy_doc_meta
 from spacy_clinie.llm.edits import EDIT_KINDS, Edit
 from spacy_clinie.llm.gate import EditGate, PipelineLinkScorer, edit_outcome
-from spacy_clinie.llm.tasks.ade_correct.task import ADECorrectTask
+from spacy_clinie.llm.tasks.ade_correct.task import STAT_KEYS, ADECorrectTask
 from spacy_clinie.llm.types import Response
 from spacy_clinie.scoring import compare_systems, evaluate_docs
 from spacy_clinie.tokenizer import make_blank
@@ -124,29 +124,66 @@ def cmd_fit(args: argparse.Namespace) -> None:
     answers, threshold = read_answers(args.answers)
     gold, tagged = gold[: len(answers)], tagged[: len(answers)]
     gate = build_gate(args)
-    task = make_task(args.fit_threshold or threshold, gate)
+    task = make_task(threshold, gate)
     edits, outcomes = collect_edits(task, gold, tagged, answers)
     # dev estimate of the gate: k folds over documents, each scored by a gate fitted on the others
     doc_of = [n for n, (doc, responses) in enumerate(zip(tagged, answers)) for (s, e, h), r in zip(task.select(doc), responses)
               for _ in (task.unit_edits(doc, s, e, h, r, list(doc.spans["mentions"]))[0] or [])]
     cv_accept: List[bool] = [True] * len(edits)
+    fold_gates: Dict[int, EditGate] = {}
     for k in range(args.folds):
         held = [i for i, n in enumerate(doc_of) if n % args.folds == k]
         rest = [i for i in range(len(edits)) if doc_of[i] % args.folds != k]
-        if held and rest:
-            fold = EditGate(dictionary=gate.dictionary)
+        fold = EditGate(dictionary=gate.dictionary, link_scorer=gate.link_scorer)
+        if rest:
             fold.fit([edits[i] for i in rest], [outcomes[i] for i in rest], c=args.c)
-            for i, ok in zip(held, fold.accept([edits[i] for i in held])):
-                cv_accept[i] = ok
+        fold_gates[k] = fold
+        for i, ok in zip(held, fold.accept([edits[i] for i in held])):
+            cv_accept[i] = ok
+    # dev scores: each doc gated by the gate fitted on the other folds' docs
+    systems = apply_gates(gold, tagged, answers, task.entropy_threshold, lambda n: fold_gates[n % args.folds])
     report = gate.fit(edits, outcomes, c=args.c)
-    report["threshold_fitted_on"] = args.fit_threshold or threshold
+    report["threshold_fitted_on"] = threshold
     report["cv_folds"] = args.folds
     report["cv_per_kind"] = {k: {"accepted": sum(a for e, a in zip(edits, cv_accept) if e.kind == k),
                                  "accepted_right": sum(a and o for e, a, o in zip(edits, cv_accept, outcomes) if e.kind == k)}
                              for k in EDIT_KINDS}
+    report["dev_cross_fitted"] = compare_to_tagger(gold, systems)
     gate.to_disk(args.output)
     print(json.dumps({**report, "coef": dict(zip(gate.to_dict()["features"], [round(c, 3) for c in gate.to_dict()["coef"]])),
                       "intercept": round(gate.intercept, 3)}, indent=1))
+
+
+def apply_gates(gold: List[Doc], tagged: List[Doc], answers: List[List[Response]], threshold: float, gate_for: Any) -> Dict[str, Any]:
+    """The tagger's docs, and copies with the stored answers applied through
+    the task with the gate off and on (``gate_for(doc_index)``)."""
+    systems: Dict[str, Any] = {"tagger": tagged, "counts": {}}
+    for name, mode in (("ungated", "off"), ("gated", "on")):
+        out, totals = [], dict.fromkeys(STAT_KEYS, 0)
+        for n, (g, doc, responses) in enumerate(zip(gold, tagged, answers)):
+            gate = gate_for(n)
+            gate.mode = mode
+            task = make_task(threshold, gate)
+            d = doc.copy()
+            task.apply(d, task.select(d), responses)
+            out.append(copy_doc_meta(g, d))
+            for k, v in task.totals.items():
+                totals[k] += v
+        systems[name] = out
+        systems["counts"][name] = {k: v for k, v in totals.items() if v}
+    return systems
+
+
+def compare_to_tagger(gold: List[Doc], systems: Dict[str, Any]) -> Dict[str, Any]:
+    names = ("tagger", "ungated", "gated")
+    scores = {name: evaluate_docs(gold, systems[name], levels=LEVELS) for name in names}
+    result: Dict[str, Any] = {"docs": len(gold), "counts": systems["counts"],
+                              "f": {name: {k: {m: round(s[k]["micro"][m], 4) for m in "prf"} for k in LEVELS} for name, s in scores.items()}}
+    for name in ("ungated", "gated"):
+        cmp = compare_systems(gold, systems["tagger"], systems[name], levels=LEVELS)
+        result[f"{name}_vs_tagger"] = {k: {"delta_f": round(-cmp[k]["approximate_randomization"]["delta_f"], 4),
+                                           "p": cmp[k]["approximate_randomization"]["p_value"]} for k in LEVELS}
+    return result
 
 
 def cmd_score(args: argparse.Namespace) -> None:
@@ -156,28 +193,12 @@ def cmd_score(args: argparse.Namespace) -> None:
     answers, threshold = read_answers(args.answers)
     gold, tagged = gold[: len(answers)], tagged[: len(answers)]
     gate = build_gate(args).from_disk(args.gate)
-    systems: Dict[str, List[Doc]] = {"tagger": tagged}
-    counts: Dict[str, Dict[str, int]] = {}
-    for name, mode in (("ungated", "off"), ("gated", "on")):
-        gate.mode = mode
-        task = make_task(threshold, gate)
-        out = []
-        for g, doc, responses in zip(gold, tagged, answers):
-            d = doc.copy()
-            task.apply(d, task.select(d), responses)
-            out.append(copy_doc_meta(g, d))
-        systems[name] = out
-        counts[name] = {k: v for k, v in task.totals.items() if v}
+    systems = apply_gates(gold, tagged, answers, threshold, lambda n: gate)
     prefix = Path(args.output_prefix)
     for name, docs in systems.items():
-        DocBin(docs=docs, store_user_data=True).to_disk(f"{prefix}.{name}.spacy")
-    scores = {name: evaluate_docs(gold, docs, levels=LEVELS) for name, docs in systems.items()}
-    result: Dict[str, Any] = {"docs": len(gold), "entropy_threshold": threshold, "counts": counts,
-                              "f": {name: {k: {m: round(s[k]["micro"][m], 4) for m in "prf"} for k in LEVELS} for name, s in scores.items()}}
-    for name in ("ungated", "gated"):
-        cmp = compare_systems(gold, systems["tagger"], systems[name], levels=LEVELS)
-        result[f"{name}_vs_tagger"] = {k: {"delta_f": round(-cmp[k]["approximate_randomization"]["delta_f"], 4),
-                                           "p": cmp[k]["approximate_randomization"]["p_value"]} for k in LEVELS}
+        if name != "counts":
+            DocBin(docs=docs, store_user_data=True).to_disk(f"{prefix}.{name}.spacy")
+    result = compare_to_tagger(gold, systems)
     print(json.dumps(result, indent=1))
 
 
@@ -204,7 +225,6 @@ def main() -> None:
         if name == "fit":
             p.add_argument("--c", type=float, default=1.0)
             p.add_argument("--folds", type=int, default=5)
-            p.add_argument("--fit-threshold", type=float, default=0.0, help="fit on units above this entropy (default: the answers' threshold)")
     args = parser.parse_args()
     {"answer": cmd_answer, "fit": cmd_fit, "score": cmd_score}[args.cmd](args)
 
