@@ -27,6 +27,15 @@ def unit_entropy(doc: Doc, start: int, end: int) -> float:
     return sum(vals) / len(vals) if vals else 0.0
 
 
+def token_offsets(tokens: Sequence[Dict]) -> Tuple[List[int], str]:
+    """Each generated token's character offset in the generated text, and that text."""
+    offsets, pos = [], 0
+    for tok in tokens:
+        offsets.append(pos)
+        pos += len(tok.get("token", ""))
+    return offsets, "".join(t.get("token", "") for t in tokens)
+
+
 def label_confidences(
     tokens: Optional[Sequence[Dict]], text: str, labels: Sequence[str], answer_labels: Sequence[str]
 ) -> List[Optional[float]]:
@@ -37,11 +46,7 @@ def label_confidences(
     "1" tokens). ``None`` where the backend gave no log-probabilities."""
     if not tokens:
         return [None] * len(answer_labels)
-    offsets, pos = [], 0
-    for tok in tokens:
-        offsets.append(pos)
-        pos += len(tok.get("token", ""))
-    generated = "".join(t.get("token", "") for t in tokens)
+    offsets, generated = token_offsets(tokens)
     out: List[Optional[float]] = []
     cursor = 0
     for label in answer_labels:
@@ -86,11 +91,7 @@ def string_confidences(tokens: Optional[Sequence[Dict]], strings: Sequence[str])
     log-probabilities or the string is not found in the generated text."""
     if not tokens:
         return [None] * len(strings)
-    offsets, pos = [], 0
-    for tok in tokens:
-        offsets.append(pos)
-        pos += len(tok.get("token", ""))
-    generated = "".join(t.get("token", "") for t in tokens)
+    offsets, generated = token_offsets(tokens)
     out: List[Optional[float]] = []
     cursor = 0
     for text in strings:
