@@ -240,7 +240,10 @@ def test_rule_where_linker_is_not_trusted(hybrid, tmp_path):
     nlp.to_disk(tmp_path / "hybrid")
     import spacy
 
-    strict = spacy.load(tmp_path / "hybrid", config={"components": {"clinie_drug_ade_linker": {"linker_min_score": 1.0}}})
+    # the linker's relations stay in the doc but are not trusted: the rule decides
+    # (a setting, not state: it comes from the config on load)
+    untrusted = {"linker": None, "linker_positive": [], "linker_negative": []}
+    strict = spacy.load(tmp_path / "hybrid", config={"components": {"clinie_drug_ade_linker": untrusted}})
     for (text, drug, treated, caused), doc in zip(TRAIN, strict.pipe([gold_mention_copy(d) for d in docs])):
         assert links(doc) == {(treated, drug), (caused, drug)}, text
         assert {r["method"] for r in doc._.relations if r["label"] == "ADE-Drug"} == {"rule_all"}
