@@ -19,7 +19,7 @@ from spacy_clinie.pipeline.relation_linker import gold_mention_copy
 from spacy_clinie.readers import read_brat_file, read_tac_xml, write_brat, write_tac_xml
 from spacy_clinie.tokenizer import make_blank
 
-REACTIONS = ["dry cough", "diarrhea", "rash", "hives", "insomnia", "nausea", "anaphylaxis", "seizures", "myalgia"]
+REACTIONS = ["serotonin syndrome", "dry cough", "diarrhea", "rash", "hives", "insomnia", "nausea", "anaphylaxis", "seizures", "myalgia"]
 # (text, expected links as (reaction, drug)) with the default rule ("all")
 STRESS = [
     # two drugs and two reactions in different sentences
@@ -41,6 +41,8 @@ STRESS = [
     ),
     # hypothetical
     ("If seizures occur, stop bupropion.", set()),
+    # a drug name inside the reaction is not its cause; the drug given is
+    ("Serotonin syndrome developed on tramadol.", {("Serotonin syndrome", "tramadol")}),
 ]
 
 
