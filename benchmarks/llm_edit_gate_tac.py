@@ -1,18 +1,23 @@
 """The do-no-harm gate on LLM corrector edits (issue 20, item 2) on TAC 2017.
 
-Three steps, so the slow LLM runs once per split and the gate is applied
+Four steps, so the slow LLM runs once per split and the gate is applied
 to the very same answers:
 
+    # 0. the tagger + confidence calibrator on dev and test (mentions, tag entropies, calibrated confidences)
+    python benchmarks/llm_edit_gate_tac.py tag training/ade_cpu/model-best training/ade_cpu/calibration.json \
+        corpus/dev.spacy training/preds/gate20/dev.tagger.spacy
     # 1. the corrector's answers on the tagger's uncertain sentences (LLM runs here)
     python benchmarks/llm_edit_gate_tac.py answer training/preds/gate20/dev.tagger.spacy \
-        training/preds/gate20/dev.answers.jsonl --demos corpus/train.spacy --entropy-threshold 0.05
+        training/preds/gate20/dev.answers.jsonl --demos corpus/train.spacy --entropy-threshold 0.1
     # 2. fit the acceptance model on the dev edits (labelled against dev gold)
     python benchmarks/llm_edit_gate_tac.py fit corpus/dev.spacy training/preds/gate20/dev.tagger.spacy \
         training/preds/gate20/dev.answers.jsonl training/preds/gate20/gate.json --train corpus/train.spacy \
         --linker training/en_clinie_ade_issue25
     # 3. tagger alone vs ungated vs gated (writes A/B .spacy files for clinie evaluate --compare)
     python benchmarks/llm_edit_gate_tac.py score corpus/test.spacy training/preds/gate20/test.tagger.spacy \
-        training/preds/gate20/test.answers.jsonl training/preds/gate20/gate.json training/preds/gate20/test
+        training/preds/gate20/test.answers.jsonl training/preds/gate20/gate.json training/preds/gate20/test \
+        --linker training/en_clinie_ade_issue25
+    clinie evaluate corpus/test.spacy training/preds/gate20/test.gated.spacy --compare training/preds/gate20/test.tagger.spacy
 
 The ``*.tagger.spacy`` inputs are the tagger's output (mentions, tag
 entropies, calibrated confidences from ``clinie_confidence_calibrator``).
@@ -25,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+import srsly
 from spacy.tokens import Doc, DocBin
 from spacy.training import Example
 from spacy_llm.registry import registry
@@ -57,6 +63,23 @@ def read_tagged(path: str, vocab: Any) -> List[Doc]:
     docs = list(DocBin().from_disk(path).get_docs(vocab))
     assert all(d._.tag_entropy for d in docs), f"{path}: no doc._.tag_entropy (store_entropy off?)"
     return docs
+
+
+def cmd_tag(args: argparse.Namespace) -> None:
+    import spacy
+
+    from spacy_clinie.convert import unannotated
+
+    nlp = spacy.load(args.model)
+    if "confidence_calibrator" not in nlp.pipe_names:
+        cal = nlp.add_pipe("clinie_confidence_calibrator", name="confidence_calibrator", config={"labels": ["AdverseReaction"]})
+        cal.set_calibration(srsly.read_json(args.calibration))
+    gold = load_docs(args.gold)
+    if args.limit:
+        gold = gold[: args.limit]
+    tagged = list(nlp.pipe(unannotated(nlp, gold), batch_size=8))
+    DocBin(docs=tagged, store_user_data=True).to_disk(args.output)
+    print(f"{len(tagged)} docs tagged -> {args.output}")
 
 
 def cmd_answer(args: argparse.Namespace) -> None:
@@ -205,6 +228,12 @@ def cmd_score(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("tag", help="tagger + calibrator over a corpus, saved with tag entropies")
+    t.add_argument("model")
+    t.add_argument("calibration", help="calibration maps (clinie calibrate --output), used when the model has no calibrator")
+    t.add_argument("gold")
+    t.add_argument("output")
+    t.add_argument("--limit", type=int, default=0)
     a = sub.add_parser("answer", help="run the LLM corrector on the tagger's uncertain sentences, store its answers")
     a.add_argument("tagged")
     a.add_argument("output")
@@ -226,7 +255,7 @@ def main() -> None:
             p.add_argument("--c", type=float, default=1.0)
             p.add_argument("--folds", type=int, default=5)
     args = parser.parse_args()
-    {"answer": cmd_answer, "fit": cmd_fit, "score": cmd_score}[args.cmd](args)
+    {"tag": cmd_tag, "answer": cmd_answer, "fit": cmd_fit, "score": cmd_score}[args.cmd](args)
 
 
 if __name__ == "__main__":
