@@ -140,12 +140,17 @@ def build_gate(args: argparse.Namespace) -> EditGate:
     return EditGate(dictionary=strings, link_scorer=PipelineLinkScorer(args.linker) if args.linker else None)
 
 
-def cmd_fit(args: argparse.Namespace) -> None:
-    nlp = make_blank()
+def read_inputs(args: argparse.Namespace) -> Tuple[List[Doc], List[Doc], List[List[Response]], float]:
+    """Gold, tagger output and stored answers, cut to the docs answered
+    (a run stopped by its time limit covers the first sections only)."""
     gold = load_docs(args.gold)
-    tagged = read_tagged(args.tagged, nlp.vocab)
+    tagged = read_tagged(args.tagged, make_blank().vocab)
     answers, threshold = read_answers(args.answers)
-    gold, tagged = gold[: len(answers)], tagged[: len(answers)]
+    return gold[: len(answers)], tagged[: len(answers)], answers, threshold
+
+
+def cmd_fit(args: argparse.Namespace) -> None:
+    gold, tagged, answers, threshold = read_inputs(args)
     gate = build_gate(args)
     task = make_task(threshold, gate)
     edits, outcomes = collect_edits(task, gold, tagged, answers)
@@ -210,11 +215,7 @@ def compare_to_tagger(gold: List[Doc], systems: Dict[str, Any]) -> Dict[str, Any
 
 
 def cmd_score(args: argparse.Namespace) -> None:
-    nlp = make_blank()
-    gold = load_docs(args.gold)
-    tagged = read_tagged(args.tagged, nlp.vocab)
-    answers, threshold = read_answers(args.answers)
-    gold, tagged = gold[: len(answers)], tagged[: len(answers)]
+    gold, tagged, answers, threshold = read_inputs(args)
     gate = build_gate(args).from_disk(args.gate)
     systems = apply_gates(gold, tagged, answers, threshold, lambda n: gate)
     prefix = Path(args.output_prefix)
