@@ -15,7 +15,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Deque, Dict, Iterable, Iterator, Optional, Set, Tuple, Union
+from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Set, Tuple, Union
 
 from spacy.language import Language
 
@@ -388,6 +388,49 @@ def annotate_one(nlp: Language, text: str) -> Tuple[Optional[Any], Optional[str]
     return doc, None
 
 
+class _ErrorLog:
+    """spaCy error handler for the stream: records a component's exception
+    and lets ``nlp.pipe`` go on without that doc (or batch) instead of
+    raising, so the stream, and with ``n_process`` > 1 the worker pool,
+    survives; ``_local_stream`` sees the gap and re-runs the missing records
+    one at a time with ``raising`` on. (An exception escaping spaCy's
+    multiprocessing loop would hang it: its clean-up joins workers that are
+    blocked writing to a full pipe.)"""
+
+    def __init__(self) -> None:
+        self.errors: List[BaseException] = []
+        self.raising = False
+
+    def __call__(self, proc_name: Optional[str], proc: Any, docs: Any, err: Exception) -> None:
+        if self.raising:
+            raise err
+        self.errors.append(err)
+
+
+def _install(nlp: Language, handler: Callable[..., Any]) -> Callable[[], None]:
+    """Set ``handler`` on ``nlp`` and its pipes; returns what restores the old ones."""
+    old = (nlp.default_error_handler, {name: pipe.get_error_handler() for name, pipe in nlp.pipeline if hasattr(pipe, "get_error_handler")})
+    nlp.set_error_handler(handler)
+
+    def restore() -> None:
+        nlp.default_error_handler = old[0]
+        for name, pipe in nlp.pipeline:
+            if name in old[1]:
+                pipe.set_error_handler(old[1][name])
+
+    return restore
+
+
+def _stop_workers(before: Set[Any]) -> None:
+    """Terminate the ``nlp.pipe`` worker processes started since ``before``,
+    so that closing the stream does not wait on them."""
+    import multiprocessing
+
+    for proc in multiprocessing.active_children():
+        if proc not in before:
+            proc.terminate()
+
+
 def _local_stream(
     nlp: Language,
     records: Iterable[Record],
@@ -407,17 +450,23 @@ def _local_stream(
     stretch of consecutive bad records (one entry per stretch, so it is
     bounded by the docs in flight, not by the length of a bad stretch).
 
-    When a component raises, ``nlp.pipe`` is dead; the records fed to it and
-    not out of it yet (``inflight``: a few batches) are run again one at a
-    time (``annotate_one``), so only the record(s) that fail are lost, and a
-    fresh ``nlp.pipe`` takes the rest of the input. With
-    ``settings.fail_fast`` the exception propagates instead.
+    A component that raises: spaCy's error handler (``_ErrorLog``) drops
+    the doc or batch and the stream goes on; the records that never came
+    out (``inflight`` holds those given to ``nlp.pipe``, a few batches) are
+    run again one at a time (``annotate_one``), so only the failing ones are
+    lost, quarantined with the component and exception. An exception that
+    escapes spaCy's handlers (a custom ``pipe`` method) ends the stream: its
+    records in flight are re-run the same way and a fresh ``nlp.pipe`` takes
+    the rest. With ``settings.fail_fast`` the first failure is raised (the
+    component's own exception, from a re-run of the records in flight).
 
     spaCy 3.7 adds every new word of the stream to the vocab for good (3.8's
     ``memory_zone`` does not exist here), so with ``reload`` the pipeline is
     loaded afresh every ``settings.recycle_every`` documents. The consumer
     must not keep the last doc it got (it holds the old vocab) when it asks
     for the next one."""
+    import multiprocessing
+
     runs: Deque[Tuple[int, int, int]] = deque()
     inflight: Deque[Record] = deque()  # good records given to nlp.pipe, not out of it yet
     last_bad = False
@@ -426,6 +475,7 @@ def _local_stream(
     since_load = 0
     source = iter(records)
     limit = settings.recycle_every if reload is not None and settings.recycle_every > 0 else 0
+    log = _ErrorLog()
 
     def texts() -> Iterator[Tuple[str, int]]:
         nonlocal last_bad, exhausted, reader_error, since_load
@@ -472,49 +522,86 @@ def _local_stream(
         )
         return record.index, record.id, doc, out, q_state
 
-    while True:
-        docs = nlp.pipe(texts(), as_tuples=True, batch_size=settings.batch_size, n_process=settings.n_process)
-        failure: Optional[Exception] = None
-        while True:
-            try:
-                doc, index = next(docs)
-            except StopIteration:
-                break
-            except Exception as err:
-                if err is reader_error or settings.fail_fast:
-                    if err is not reader_error and inflight:
-                        first, last = inflight[0], inflight[-1]
-                        err.add_note(
-                            f"clinie pipe: a pipeline component failed on a record from {first.where} "
-                            f"(record {first.index}) to {last.where} (record {last.index}); the run stopped "
-                            "because of --fail-fast. Without it the failing record is quarantined and the run goes on."
-                        )
-                    raise
-                failure = err
-                break
-            record = inflight.popleft()
-            assert record.index == index, (record.index, index)
-            yield done(record, doc, None)
-        if failure is not None:
-            docs.close()  # ends spaCy's worker processes, if any
-            docs = failure = None  # type: ignore[assignment]
-            while inflight:
+    def rerun(upto: Optional[int]) -> Iterator[Tuple[int, str, Any, Any, Tuple[int, int]]]:
+        """The records in flight before index ``upto`` (all: None), one at a time."""
+        log.raising = True
+        try:
+            while inflight and (upto is None or inflight[0].index < upto):
                 record = inflight.popleft()
-                doc, reason = annotate_one(nlp, record.text or "")
+                if settings.fail_fast:  # the component's own exception, with its traceback
+                    try:
+                        doc, reason = nlp(record.text or ""), None
+                    except Exception as err:
+                        err.add_note(
+                            f"clinie pipe: a pipeline component failed on record {record.index} ({record.where}, "
+                            f"id {record.id!r}); the run stopped because of --fail-fast. Without it the record "
+                            "is quarantined with the error and the run goes on."
+                        )
+                        raise
+                else:
+                    doc, reason = annotate_one(nlp, record.text or "")
                 yield done(record, doc, reason)
+        finally:
+            log.raising = False
+
+    def fail_fast_stop(docs: Any, before: Set[Any]) -> None:
+        """--fail-fast: end the stream now (its workers too) so that the
+        records in flight can be re-run to raise the component's exception."""
+        _stop_workers(before)
+        docs.close()
+
+    restore = _install(nlp, log)
+    try:
+        while True:
+            before = set(multiprocessing.active_children())
+            docs = nlp.pipe(texts(), as_tuples=True, batch_size=settings.batch_size, n_process=settings.n_process)
+            escaped: Optional[Exception] = None
+            while True:
+                try:
+                    doc, index = next(docs)
+                except StopIteration:
+                    break
+                except Exception as err:
+                    if err is reader_error:
+                        raise
+                    escaped = err
+                    break
+                if inflight[0].index != index or log.errors:  # some records before it failed
+                    if settings.fail_fast:
+                        fail_fast_stop(docs, before)
+                        yield from rerun(None)
+                        raise log.errors[0] if log.errors else RuntimeError("a pipeline component dropped a doc")
+                    log.errors.clear()
+                    yield from rerun(index)
+                record = inflight.popleft()
+                assert record.index == index, (record.index, index)
+                yield done(record, doc, None)
             doc = None
-            if not exhausted and not (limit and since_load >= limit):
+            if escaped is not None:
+                docs.close()  # spaCy's stream is dead; end it (and its workers)
+                docs = None
+                if settings.fail_fast:
+                    yield from rerun(None)
+                    raise escaped
+            log.errors.clear()
+            yield from rerun(None)  # records whose batch failed at the very end, or whose stream died
+            if escaped is not None and not exhausted and not (limit and since_load >= limit):
                 continue  # a fresh nlp.pipe over the rest of the input
-        if exhausted:
-            break
-        assert reload is not None
-        # drop the old pipeline, its doc stream and the last doc (which
-        # holds the old vocab) before loading the new one, so that only
-        # one vocab is ever alive
-        doc = docs = nlp = None  # type: ignore[assignment]
-        release_memory()
-        nlp = reload()
-        since_load = 0
+            if exhausted:
+                break
+            assert reload is not None
+            # drop the old pipeline, its doc stream and the last doc (which
+            # holds the old vocab) before loading the new one, so that only
+            # one vocab is ever alive
+            restore()
+            doc = docs = nlp = restore = None  # type: ignore[assignment]
+            release_memory()
+            nlp = reload()
+            restore = _install(nlp, log)
+            since_load = 0
+    finally:
+        if nlp is not None and restore is not None:
+            restore()
 
 
 def release_memory() -> None:

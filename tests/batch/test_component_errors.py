@@ -5,6 +5,8 @@ neither loops on those records nor writes anything twice. ``--fail-fast``
 aborts as before."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -165,3 +167,36 @@ def test_ray_backend_quarantines_the_same_records(tmp_path, crash_model, referen
             run_pipe(crash_model, src, tmp_path / "ff.jsonl", settings(backend="ray", code=CODE, fail_fast=True))
     finally:
         ray.shutdown()
+
+
+HANG_SCRIPT = """
+import json, sys
+from pathlib import Path
+import tests.batch.toy_components  # noqa: F401
+from spacy_clinie.batch import PipeSettings, run_pipe
+model, tmp = Path(sys.argv[1]), Path(sys.argv[2])
+rows = [{"id": f"n{i}", "text": f"Patient {i} reported " + "nausea and a rash. " * 1500} for i in range(60)]
+(tmp / "big.jsonl").write_text("".join(json.dumps(r) + chr(10) for r in rows))
+s = run_pipe(model, tmp / "big.jsonl", tmp / "big-out.jsonl", PipeSettings(progress=False, n_process=2, batch_size=4, max_chars=0))
+print(s.read, s.written, s.quarantined, s.extra["component_errors"])
+"""
+
+
+def test_n_process_2_with_big_docs_does_not_hang(tmp_path, crash_model):
+    """Found by the fuzz harness: with --n-process 2 an exception raised out
+    of spaCy's multiprocessing loop hangs in its clean-up (workers blocked
+    writing big docs to a full pipe are joined). The error handler keeps
+    the pool alive instead; here each doc is ~28k characters."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HANG_SCRIPT, str(crash_model), str(tmp_path)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the run and its hung workers
+        proc.communicate()
+        pytest.fail("clinie pipe --n-process 2 hung after a component error")
+    assert proc.returncode == 0, err[-3000:]
+    # texts starting "Patient 4": 4 and 40..49
+    assert out.split() == ["60", "49", "11", "11"]
