@@ -39,6 +39,28 @@ def make_interrupt(nlp: Language, name: str, prefix: str):
     return interrupt
 
 
+class CrashInPipe:
+    """A component with its own ``pipe`` method, which spaCy's error handler
+    does not cover: its exception ends ``nlp.pipe``."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def __call__(self, doc):
+        if doc.text.startswith(self.prefix):
+            raise SimulatedCrash(f"simulated crash at {doc.text[:20]!r}")
+        return doc
+
+    def pipe(self, docs, batch_size: int = 128):
+        for doc in docs:
+            yield self(doc)
+
+
+@Language.factory("clinie_test_crash_in_pipe", default_config={"prefix": "Patient 4"})
+def make_crash_in_pipe(nlp: Language, name: str, prefix: str):
+    return CrashInPipe(prefix)
+
+
 def with_pipes(light_model: Path, path: Path, *pipes) -> Path:
     nlp = spacy.load(light_model)
     for factory, config in pipes:
@@ -200,3 +222,21 @@ def test_n_process_2_with_big_docs_does_not_hang(tmp_path, crash_model):
     assert proc.returncode == 0, err[-3000:]
     # texts starting "Patient 4": 4 and 40..49
     assert out.split() == ["60", "49", "11", "11"]
+
+
+def test_exception_out_of_a_custom_pipe_method(tmp_path, light_model, reference):
+    """The other path: the exception ends nlp.pipe; the records in flight are
+    re-run one at a time and a fresh nlp.pipe takes the rest."""
+    src, ref = reference
+    model = with_pipes(light_model, tmp_path / "model", ("clinie_test_crash_in_pipe", {"prefix": "Patient 4"}))
+    out = tmp_path / "out.jsonl"
+    summary = run_pipe(model, src, out, settings())
+    assert summary.consistent and summary.extra["component_errors"] == len(CRASHING)
+    quarantine = read_jsonl(tmp_path / "out.jsonl.quarantine.jsonl")
+    assert sorted(q["id"] for q in quarantine if "SimulatedCrash" in q["reason"]) == sorted(CRASHING)
+    assert {q["reason"].split(" raised")[0] for q in quarantine if "SimulatedCrash" in q["reason"]} == {
+        "pipeline component 'clinie_test_crash_in_pipe'"
+    }
+    assert lines(out) == [line for line in lines(ref) if json.loads(line)["id"] not in CRASHING]
+    with pytest.raises(SimulatedCrash):
+        run_pipe(model, src, tmp_path / "ff.jsonl", settings(fail_fast=True))
