@@ -46,12 +46,24 @@ def read_euadr(
     path = Path(path)
     report = report if report is not None else Report()
     reader = csv.DictReader(io.StringIO(read_text(path)), delimiter="\t")
-    if reader.fieldnames is None or [c for c in COLUMNS if c not in reader.fieldnames]:
-        raise FormatError(Errors.E015.format(columns=", ".join(COLUMNS), found=reader.fieldnames), path=path)
+    try:
+        fieldnames = reader.fieldnames
+    except csv.Error as err:
+        raise FormatError(Errors.E015.format(columns=", ".join(COLUMNS), found=f"an unreadable line ({err})"), path=path)
+    if fieldnames is None or [c for c in COLUMNS if c not in fieldnames]:
+        raise FormatError(Errors.E015.format(columns=", ".join(COLUMNS), found=fieldnames), path=path)
     sentences: Dict[Tuple[str, str, str], List[Tuple[int, Dict[str, Any]]]] = {}
-    for lineno, row in enumerate(reader, start=2):
+    lineno = 1
+    while True:
+        lineno += 1
         record = f"line {lineno}"
         try:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as err:  # e.g. a field over csv's size limit: the reader goes on after it
+                raise FormatError(f"not a readable CSV row ({err})", path=path, record=record)
             if row["ASSOCIATION_TYPE"] not in RELATION_LABELS:
                 raise FormatError(
                     Errors.E007.format(field="ASSOCIATION_TYPE", value=row["ASSOCIATION_TYPE"], reason=f"not one of {RELATION_LABELS}"),

@@ -65,3 +65,25 @@ def test_brat_and_euadr_long_texts(short_nlp, tmp_path):
     report = Report()
     assert [d._.doc_id for d in read_euadr(short_nlp, csv, report=report)] == ["1/0"]
     assert sorted((s["kind"], s["record"]) for s in report.skipped) == [("row", "line 4"), ("sentence", "PMID 2 sentence 0")]
+
+
+def test_euadr_field_over_the_csv_limit(tmp_path):
+    """A field over csv's size limit raised _csv.Error out of clinie convert
+    (found by the fuzz harness): now a bad row, the others kept."""
+    import csv as csv_module
+
+    header = "\t".join(["ASSOCIATION_TYPE", "PMID", "NUM_SENTENCE", "ENTITY1_TEXT", "ENTITY1_INI", "ENTITY1_END", "ENTITY1_TYPE",
+                        "ENTITY2_TEXT", "ENTITY2_INI", "ENTITY2_END", "ENTITY2_TYPE", "SENTENCE"])
+    row = ["PA", "1", "0", "Rash", "0", "4", "Diseases & Disorders", "was", "5", "8", "Chemicals & Drugs"]
+    path = tmp_path / "e.csv"
+    path.write_text("\n".join([header, "\t".join(["PA", "2"] + row[2:] + ['"' + "word " * 40_000 + '"']),
+                               "\t".join(row + ["Rash was reported."])]) + "\n")
+    old = csv_module.field_size_limit(131072)  # the default (clinie pipe raises it for the process)
+    try:
+        report = Report()
+        docs = list(read_euadr(make_blank(), path, report=report))
+    finally:
+        csv_module.field_size_limit(old)
+    assert [d._.doc_id for d in docs] == ["1/0"]
+    assert [(s["kind"], s["record"]) for s in report.skipped] == [("row", "line 2")]
+    assert "field larger than field limit" in report.skipped[0]["reason"]
