@@ -1,12 +1,15 @@
 """spacy-clinie: spaCy components for adverse drug event extraction.
 
-Importing the package registers the Doc/Span extensions and the registered
-functions; it does not import torch.
+Importing the package is light (no spaCy, no torch), so ``clinie --help``
+answers at once. spaCy finds the components, readers, scorers and the
+tokenizer through the entry points in setup.cfg, without this import; the
+Doc/Span extensions are registered by ``spacy_clinie.extensions`` when it is
+imported (every module that reads or writes them does), or by
+``register_extensions()``.
 """
+from typing import Any
+
 from .about import __version__
-from .extensions import MENTIONS_KEY, register_extensions
-from . import tokenizer, scoring  # noqa: F401  (registry entries)
-from .readers import corpus  # noqa: F401  (registry entries)
 
 
 def _quiet_loguru() -> None:
@@ -21,7 +24,16 @@ def _quiet_loguru() -> None:
     logger.add(sys.stderr, level="WARNING")
 
 
+def __getattr__(name: str) -> Any:
+    """``MENTIONS_KEY`` and ``register_extensions`` on first use (PEP 562),
+    so that spaCy is imported only when they are."""
+    if name in ("MENTIONS_KEY", "register_extensions"):
+        from . import extensions
+
+        return getattr(extensions, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 _quiet_loguru()
-register_extensions()
 
 __all__ = ["__version__", "MENTIONS_KEY", "register_extensions"]

@@ -12,10 +12,10 @@ from spacy.tokens import Doc, DocBin
 
 from .errors import Errors, FormatError, Warnings
 from .extensions import copy_doc_meta, get_mentions, register_extensions
+from .formats import FORMATS
 from .readers import Report, read_brat_dir, read_euadr, read_onsides, read_tac_xml
 from .tokenizer import make_blank
 
-FORMATS = ("tac-onsides", "tac-xml", "brat", "euadr")
 SPLITS = ("train", "dev", "test")
 
 

@@ -145,6 +145,11 @@ def register_extensions() -> None:
             Span.set_extension(field, getter=getter, setter=setter)
 
 
+# Every module that reads or writes the extensions imports this one: register
+# them here, so that they exist wherever they are used.
+register_extensions()
+
+
 def get_mentions(doc: Doc, key: str = MENTIONS_KEY) -> List[Span]:
     return list(doc.spans[key]) if key in doc.spans else []
 

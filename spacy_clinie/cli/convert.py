@@ -2,8 +2,8 @@ from pathlib import Path
 
 import typer
 
-from ..convert import FORMATS, convert, format_report
 from ..errors import FormatError
+from ..formats import FORMATS
 from ._util import Arg, Opt, app
 
 
@@ -26,6 +26,8 @@ def convert_cli(
 
     Example: clinie convert ../shared/corpus/tac2017_adr corpus/
     """
+    from ..convert import convert, format_report
+
     try:
         result = convert(
             input_path,

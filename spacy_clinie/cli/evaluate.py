@@ -1,20 +1,21 @@
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import srsly
 import typer
-from spacy.tokens import Doc
 
-from ..convert import load_docs, unannotated
 from ..errors import FormatError
-from ..scoring import compare_systems, evaluate_docs, format_table
-from ..scoring_meddra import evaluate_meddra, format_meddra_table, seen_pt_ids
 from ._util import Arg, Opt, app
 
+if TYPE_CHECKING:
+    from spacy.tokens import Doc
 
-def predictions(source: str, gold: List[Doc], *, gpu_id: int = -1, batch_size: int = 64) -> List[Doc]:
+
+def predictions(source: str, gold: List["Doc"], *, gpu_id: int = -1, batch_size: int = 64) -> List["Doc"]:
     """Docs from a .spacy file, or from running a pipeline (path or package
     name) over the gold texts."""
+    from ..convert import load_docs, unannotated
+
     if source.endswith(".spacy"):
         return load_docs(source)
     import spacy
@@ -51,6 +52,10 @@ def evaluate_cli(
     end-to-end mention + PT F1, and seed 004's LINK scores (PT names per
     unit, exact then fuzzy). Prints a table; --output writes JSON.
     """
+    from ..convert import load_docs
+    from ..scoring import compare_systems, evaluate_docs, format_table
+    from ..scoring_meddra import evaluate_meddra, format_meddra_table, seen_pt_ids
+
     try:
         gold = load_docs(gold_path)
         pred_docs = predictions(pred, gold, gpu_id=gpu_id)

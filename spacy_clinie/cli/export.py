@@ -2,9 +2,7 @@ from pathlib import Path
 
 import typer
 
-from ..convert import load_docs
 from ..errors import FormatError
-from ..readers import write_brat, write_tac_xml
 from ._util import Arg, Opt, app
 
 EXPORT_FORMATS = ("tac-xml", "brat")
@@ -19,6 +17,9 @@ def export_cli(
 ) -> None:
     """Export docs as TAC 2017 XML or brat standoff, for the tracks' official
     evaluation scripts."""
+    from ..convert import load_docs
+    from ..readers import write_brat, write_tac_xml
+
     try:
         docs = load_docs(input_path)
     except FormatError as err:

@@ -3,7 +3,6 @@ from typing import Optional
 
 import typer
 
-from ..batch.report import write_report
 from ._util import Arg, Opt, app
 
 
@@ -27,6 +26,8 @@ def report_cli(
     negated and hypothetical reactions, a breakdown by section (or suspect
     drug), the quarantine reasons, and the run's throughput and peak memory.
     The page embeds Plotly, so it opens offline and can be sent on."""
+    from ..batch.report import write_report
+
     if html_path is None:
         html_path = output / "report.html" if output.is_dir() else output.with_name(output.name + ".report.html")
     try:
