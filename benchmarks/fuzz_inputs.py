@@ -541,7 +541,13 @@ def _write_parquet(rng: random.Random, rows: List[Dict[str, Any]], tmp: Path, na
 
 
 def names_file(message: str, path: Path) -> bool:
-    return path.name in message or str(path) in message
+    """The message names the input: its file name, or for a folder its path
+    or the name of a file in it (a folder's bare name, "xml", is not enough)."""
+    if str(path) in message:
+        return True
+    if path.is_dir():
+        return any(child.name in message for child in path.iterdir())
+    return path.name in message
 
 
 def run_convert(path: Path, fmt: str, out: Path, counts: Optional[Dict[str, int]], nlp: Any) -> Tuple[str, str]:
@@ -746,7 +752,7 @@ def run_shard(args: argparse.Namespace, shard: int, shards: int) -> Dict[str, An
                 keep(f"convert-{verdict}", i, path, output[-1500:], names)
         shutil.rmtree(tmp, ignore_errors=True)
         if args.verbose:
-            log(f"convert {i} -> {outcome} ({time.time() - t0:.1f}s)")
+            log(f"convert {i} -> {outcome} ({time.time() - t0:.1f}s) {detail[:200]!r}")
         done = sum(results["convert"].values())
         if done % 50 == 0:
             log(f"convert {done} inputs: {dict(results['convert'])} ({time.time() - started:.0f}s)")
@@ -795,7 +801,7 @@ def run_shard(args: argparse.Namespace, shard: int, shards: int) -> Dict[str, An
                 keep(f"pipe-{verdict}", i, path, output[-1500:], names)
         shutil.rmtree(tmp, ignore_errors=True)
         if args.verbose:
-            log(f"pipe {i} -> {outcome} ({time.time() - t0:.1f}s)")
+            log(f"pipe {i} -> {outcome} ({time.time() - t0:.1f}s) {detail[:200]!r}")
         done = sum(results["pipe"].values())
         if done % 50 == 0:
             log(f"pipe {done} inputs: {dict(results['pipe'])} ({time.time() - started:.0f}s)")
