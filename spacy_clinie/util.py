@@ -18,3 +18,22 @@ def resolve_model_path(name: str) -> str:
         base = Path(list(spec.submodule_search_locations)[0])
         return str(base / sub)
     return name
+
+
+def is_abbreviation(short: str, long: str) -> bool:
+    """Schwartz & Hearst's test (PSB 2003): every letter and digit of the
+    short form occurs in the long form, in order, and the first one starts
+    a word of it ("CsA" / "cyclosporin A", "5-ASA" / "5-aminosalicylic acid";
+    not "Biaxin" / "clarithromycin")."""
+    chars = [c.lower() for c in short if c.isalnum()]
+    text = long.lower()
+    if not chars or len(short) >= len(long):
+        return False
+    j = len(text) - 1
+    for k in range(len(chars) - 1, -1, -1):
+        while j >= 0 and (text[j] != chars[k] or (k == 0 and j > 0 and text[j - 1].isalnum())):
+            j -= 1
+        if j < 0:
+            return False
+        j -= 1
+    return True

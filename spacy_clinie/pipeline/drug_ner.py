@@ -30,6 +30,7 @@ from spacy.tokens import Doc, Span
 
 from ..extensions import MENTIONS_KEY, get_mentions, register_extensions, set_mention_attrs
 from ..kb.drugs import DrugDictionary, DrugMatch, first_word, package_stopwords
+from ..util import is_abbreviation
 from .relation_linker import ensure_mention_ids
 
 DRUG_LABEL = "Drug"
@@ -291,25 +292,6 @@ class DrugNER:
         added = list(doc.spans[self.spans_key])[len(kept) :]
         for span, (_, meta) in zip(added, new):
             set_mention_attrs(doc, span.id_, **meta)
-
-
-def is_abbreviation(short: str, long: str) -> bool:
-    """Schwartz & Hearst's test (PSB 2003): every letter and digit of the
-    short form occurs in the long form, in order, and the first one starts
-    a word of it ("CsA" / "cyclosporin A", "5-ASA" / "5-aminosalicylic acid";
-    not "Biaxin" / "clarithromycin")."""
-    chars = [c.lower() for c in short if c.isalnum()]
-    text = long.lower()
-    if not chars or len(short) >= len(long):
-        return False
-    j = len(text) - 1
-    for k in range(len(chars) - 1, -1, -1):
-        while j >= 0 and (text[j] != chars[k] or (k == 0 and j > 0 and text[j - 1].isalnum())):
-            j -= 1
-        if j < 0:
-            return False
-        j -= 1
-    return True
 
 
 def drug_mentions(doc: Doc, spans_key: str = MENTIONS_KEY, label: str = DRUG_LABEL) -> List[Span]:
