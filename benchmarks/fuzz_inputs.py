@@ -42,6 +42,7 @@ import argparse
 import gzip
 import io
 import json
+import os
 import random
 import re
 import shutil
@@ -59,7 +60,7 @@ from spacy.language import Language
 from spacy.tokens import Doc
 
 ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT.parent / "shared" / "corpus"
+CORPUS = Path(os.environ.get("CLINIE_CORPUS", ROOT.parent / "shared" / "corpus"))
 FLAKY_EVERY = 31  # fuzz_flaky raises on notes whose crc32 % FLAKY_EVERY == 0
 
 
@@ -453,7 +454,9 @@ def mutate_rows(rng: random.Random, rows: List[Dict[str, Any]]) -> List[str]:
     return names
 
 
-def write_pipe_input(rng: random.Random, rows: List[Dict[str, Any]], tmp: Path) -> Tuple[Path, str, List[str]]:
+def write_pipe_input(rng: random.Random, rows: List[Dict[str, Any]], tmp: Path) -> Tuple[Path, str, List[str], Optional[int]]:
+    """(path, format, mutations, records in the input counted independently
+    of the readers, or None where the damage makes that count unknowable)."""
     fmt = rng.choice(["jsonl", "jsonl", "jsonl.gz", "csv", "csv", "csv.gz", "tsv", "parquet", "txt"])
     names: List[str] = []
     if fmt.startswith("jsonl"):
@@ -489,10 +492,18 @@ def write_pipe_input(rng: random.Random, rows: List[Dict[str, Any]], tmp: Path) 
         if rng.random() < 0.1:
             (folder / "dangling.txt").symlink_to(folder / "nowhere")
             names.append("txt:dangling_link")
-        return folder, "txt", names
-    if rng.random() < 0.5:
+        return folder, "txt", names, len(list(folder.glob("*.txt")))
+    byte_mutated = rng.random() < 0.5
+    if byte_mutated:
         data, sub = byte_mutate(rng, data)
         names += sub
+    expected = None
+    if fmt.startswith("jsonl"):  # the reader's records: non-blank b"\n" lines, a BOM on line 1 ignored
+        lines = data.split(b"\n")
+        lines[0] = lines[0][3:] if lines[0].startswith(b"\xef\xbb\xbf") else lines[0]
+        expected = sum(1 for line in lines if line.strip())
+    elif not byte_mutated:  # csv/tsv as written: one record per row
+        expected = len(rows)
     suffix = {"jsonl": ".jsonl", "jsonl.gz": ".jsonl.gz", "csv": ".csv", "csv.gz": ".csv.gz", "tsv": ".tsv"}[fmt]
     if fmt.endswith(".gz"):
         data = gzip.compress(data)
@@ -500,16 +511,17 @@ def write_pipe_input(rng: random.Random, rows: List[Dict[str, Any]], tmp: Path) 
             damage = rng.choice([truncate, bitflip])
             data = damage(rng, data)
             names.append(f"gz:{damage.__name__}")
+            expected = None
     path = tmp / f"notes{suffix}"
     path.write_bytes(data)
-    return path, fmt, names
+    return path, fmt, names, expected
 
 
 def _cell(value: Any) -> str:
     return "" if value is None else value if isinstance(value, str) else json.dumps(value)
 
 
-def _write_parquet(rng: random.Random, rows: List[Dict[str, Any]], tmp: Path, names: List[str]) -> Tuple[Path, str, List[str]]:
+def _write_parquet(rng: random.Random, rows: List[Dict[str, Any]], tmp: Path, names: List[str]) -> Tuple[Path, str, List[str], Optional[int]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -534,7 +546,8 @@ def _write_parquet(rng: random.Random, rows: List[Dict[str, Any]], tmp: Path, na
         damage = rng.choice([truncate, bitflip])
         path.write_bytes(damage(rng, path.read_bytes()))
         names.append(f"parquet:{damage.__name__}")
-    return path, "parquet", names
+        return path, "parquet", names, None
+    return path, "parquet", names, len(rows)
 
 
 # ----------------------------------------------------------------- checks
@@ -581,7 +594,7 @@ def count_lines(path: Path) -> int:
     return len(path.read_bytes().splitlines()) if path.exists() else 0
 
 
-def run_pipe_once(model: Any, path: Path, fmt: str, out: Path, settings: Any, nlp: Any) -> Tuple[str, str, Optional[Any]]:
+def run_pipe_once(model: Any, path: Path, fmt: str, out: Path, settings: Any, nlp: Any, expected: Optional[int]) -> Tuple[str, str, Optional[Any]]:
     from spacy_clinie.batch import run_pipe
     from spacy_clinie.errors import FormatError
 
@@ -595,6 +608,8 @@ def run_pipe_once(model: Any, path: Path, fmt: str, out: Path, settings: Any, nl
         return "crash", "".join(traceback.format_exception(err))[-1500:], None
     if not summary.consistent:
         return "inconsistent", summary.line(), summary
+    if expected is not None and summary.read != expected:
+        return "inconsistent", f"the input holds {expected} records, the run read {summary.read}: {summary.line()}", summary
     if settings.output_format == "jsonl":
         written = count_lines(out)
         quarantined = count_lines(Path(summary.quarantine))
@@ -763,7 +778,7 @@ def run_shard(args: argparse.Namespace, shard: int, shards: int) -> Dict[str, An
         tmp.mkdir()
         rows = pipe_rows(rng, sections, rng.randint(1, 40))
         names = mutate_rows(rng, rows) if rng.random() < 0.8 else []
-        path, fmt, sub = write_pipe_input(rng, rows, tmp)
+        path, fmt, sub, expected = write_pipe_input(rng, rows, tmp)
         names += sub
         opts = pipe_settings(rng)
         settings = PipeSettings(progress=rng.random() < 0.05, **opts)
@@ -773,12 +788,12 @@ def run_shard(args: argparse.Namespace, shard: int, shards: int) -> Dict[str, An
             log(f"pipe {i} {fmt} {names} {opts}")
         faulthandler.dump_traceback_later(args.hang_after, exit=True)
         t0 = time.time()
-        outcome, detail, summary = run_pipe_once(model, path, fmt, out, settings, use_nlp)
+        outcome, detail, summary = run_pipe_once(model, path, fmt, out, settings, use_nlp, expected)
         faulthandler.cancel_dump_traceback_later()
         count("pipe", fmt, names, outcome)
         if summary is not None:
             results["pipe_totals"].update(
-                {"runs_checked": 1, "read": summary.read, "written": summary.written, "quarantined": summary.quarantined,
+                {"runs_checked": 1, "runs_read_counted_independently": int(expected is not None), "read": summary.read, "written": summary.written, "quarantined": summary.quarantined,
                  "component_errors": summary.extra.get("component_errors", 0)}
             )
         if outcome not in ("completed", "reported"):
