@@ -55,7 +55,7 @@ STOPWORDS = (
     " occurred occurring observed reported seen developed experienced"
     " if when while after before during within between per vs vs. versus"
     " this these those it its their there although though however because since"
-    " monitor discontinue consider fatal outcomes cases case risk increased-risk"
+    " monitor discontinue consider fatal outcomes cases case risk etc etc."
 ).split()
 # spaCy's English stop words, less the conjunctions (they join conjuncts)
 # and the words that modify reactions ("serious", "first", "least").
@@ -65,6 +65,7 @@ _STOPS = frozenset(STOP_WORDS | set(STOPWORDS)) - set(CONJUNCTIONS) - {"serious"
 GENERIC_HEADS = (
     "reaction reactions event events effect effects adverse disorder disorders manifestation manifestations"
     " complication complications symptom symptoms abnormality abnormalities toxicity toxicities finding findings"
+    " tumor tumors tumour tumours neoplasm neoplasms"
 ).split()
 # What may open a list after a seed, besides "(" and ":".
 LIST_INTRODUCERS = ("including", "include", "includes", "included", "e.g.", "such as")
@@ -215,6 +216,10 @@ class _Builder:
         self.out[key] = CoordinationCandidate(key, text, kind, (seed.start_char, seed.end_char), seed.text)
 
 
+def _slashed(seps: Sequence[str]) -> bool:
+    return list(seps) == ["/"]
+
+
 def _chain_right(units: Sequence[_Unit], k: int, max_words: int) -> Tuple[List[Tuple[int, int]], List[str]]:
     """Conjuncts after unit ``k`` (a separator): ", X, Y and Z" -> X, Y, Z."""
     conjuncts: List[Tuple[int, int]] = []
@@ -222,11 +227,13 @@ def _chain_right(units: Sequence[_Unit], k: int, max_words: int) -> Tuple[List[T
     n = len(units)
     while True:
         j = k
+        run = []
         while j < n and units[j].kind == "sep":
-            seps.append(units[j].text.lower())
+            run.append(units[j].text.lower())
             j += 1
-        if j == k:
-            break
+        if j == k or (seps and _slashed(run) != _slashed(seps)):
+            break  # "spasms/twitching, pain": a slash chain ends at a comma
+        seps.extend(run)
         c0 = j
         while j < n and units[j].kind == "word" and j - c0 < max_words:
             j += 1
@@ -251,7 +258,7 @@ def _chain_left(units: Sequence[_Unit], k: int, max_words: int, first_words: int
         while j > 0 and units[j - 1].kind == "sep":
             run.append(units[j - 1].text.lower())
             j -= 1
-        if j == k or (conjuncts and any(w in CONJUNCTIONS for w in run)):
+        if j == k or (conjuncts and (any(w in CONJUNCTIONS for w in run) or _slashed(run) != _slashed(seps))):
             break  # "A and B, C and <seed>": A and B are another chain
         seps.extend(run)
         c1 = j
@@ -369,6 +376,12 @@ class CoordinationCandidates:
                 for conj in conjuncts:
                     if self._keep(units, conj, (s, left), covered):
                         builder.add([(s, left), conj], "shared_left", span)
+                        # a conjunct of w words may replace the seed's last w
+                        # ("elevations of alanine aminotransferase and
+                        # aspartate aminotransferase")
+                        w = conj[1] - conj[0]
+                        if w > 1 and left - (w - 1) > s and all(u.kind == "word" for u in units[left - (w - 1) : left]):
+                            builder.add([(s, left - (w - 1)), conj], "shared_left", span)
         if "shared_right" in self.kinds and s > 0 and units[s - 1].kind == "sep" and units[s].kind == "word":
             conjuncts, _ = _chain_left(units, s, self.max_words, self.first_words)
             if conjuncts and e > s + 1 and _is_content(units, s + 1, e) and self._conjunction_ok(self._run_before(units, s)):
