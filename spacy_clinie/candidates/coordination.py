@@ -357,7 +357,7 @@ class CoordinationCandidates:
     def _keep(self, units, conj: Tuple[int, int], rest: Tuple[int, int], covered: Set[int]) -> bool:
         """A conjunct is kept unless a seed covers part of it (a reaction
         of its own: "abdominal pain, vomiting") or it repeats a word of the
-        part it joins ("retinal vein thrombosis" + "thrombosis")."""
+        seed ("penile swelling, local swelling": a list of reactions)."""
         a, b = conj
         if self.skip_seeded and any(i in covered for i in range(a, b)):
             return False
@@ -374,7 +374,7 @@ class CoordinationCandidates:
             # the last conjunct is the one the conjunction introduces
             if conjuncts and left > s and _is_content(units, s, left) and self._conjunction_ok(self._run_before(units, conjuncts[-1][0])):
                 for conj in conjuncts:
-                    if self._keep(units, conj, (s, left), covered):
+                    if self._keep(units, conj, (s, e), covered):
                         builder.add([(s, left), conj], "shared_left", span)
                         # a conjunct of w words may replace the seed's last w
                         # ("elevations of alanine aminotransferase and
@@ -386,7 +386,7 @@ class CoordinationCandidates:
             conjuncts, _ = _chain_left(units, s, self.max_words, self.first_words)
             if conjuncts and e > s + 1 and _is_content(units, s + 1, e) and self._conjunction_ok(self._run_before(units, s)):
                 for conj in conjuncts:
-                    if self._keep(units, conj, (s + 1, e), covered):
+                    if self._keep(units, conj, (s, e), covered):
                         builder.add([conj, (s + 1, e)], "shared_right", span)
 
     def _internal(self, units, span, s, e, seeded, builder) -> None:
