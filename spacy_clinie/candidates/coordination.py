@@ -68,8 +68,11 @@ GENERIC_HEADS = (
     " tumor tumors tumour tumours neoplasm neoplasms"
 ).split()
 # What may open a list after a seed, besides "(" and ":".
-LIST_INTRODUCERS = ("including", "include", "includes", "included", "e.g.", "such as")
+LIST_INTRODUCERS = ("including", "include", "includes", "included", "e.g.", "such as", "were characterized by", "characterized by", "consisting of", "like")
 QUALIFIERS = ("both", "either")
+# Endings of adjectives that modify a reaction head ("ciliary", "visceral",
+# "hemorrhagic", "cutaneous", "erosive"): such a conjunct shares the head.
+MODIFIER_SUFFIXES = ("al", "ary", "ic", "ous", "ive", "ular", "oid")
 KINDS = ("shared_left", "shared_right", "internal", "list", "abbreviation")
 # internal and abbreviation spelled no gold string of the TAC train split
 # with gold seeds (29 candidates): off unless asked for
@@ -292,6 +295,7 @@ class CoordinationCandidates:
         max_item_words: int = 3,
         generic_heads: Sequence[str] = GENERIC_HEADS,
         list_introducers: Sequence[str] = LIST_INTRODUCERS,
+        modifier_suffixes: Sequence[str] = MODIFIER_SUFFIXES,
     ) -> None:
         unknown = set(kinds) - set(KINDS)
         if unknown:
@@ -307,6 +311,7 @@ class CoordinationCandidates:
         self.max_item_words = max_item_words
         self.generic_heads = {h.lower() for h in generic_heads}
         self.introducers = [tuple(i.lower().split()) for i in list_introducers]
+        self.modifier_suffixes = tuple(s.lower() for s in modifier_suffixes)
 
     def __call__(self, doc: Doc, seeds: Iterable[Span]) -> List[CoordinationCandidate]:
         seeds = sorted(set((s.start_char, s.end_char) for s in seeds))
@@ -354,12 +359,16 @@ class CoordinationCandidates:
             k -= 1
         return seps
 
-    def _keep(self, units, conj: Tuple[int, int], rest: Tuple[int, int], covered: Set[int]) -> bool:
+    def _keep(self, units, conj: Tuple[int, int], rest: Tuple[int, int], covered: Set[int], modifier: bool = False) -> bool:
         """A conjunct is kept unless a seed covers part of it (a reaction
         of its own: "abdominal pain, vomiting") or it repeats a word of the
-        seed ("penile swelling, local swelling": a list of reactions)."""
+        seed ("penile swelling, local swelling": a list of reactions). A
+        ``modifier`` conjunct (before a shared head) of one adjective-like
+        word is kept even when tagged: a tagger marks "ciliary" in "ciliary
+        and conjunctival hyperemia" though it is no reaction alone."""
         a, b = conj
-        if self.skip_seeded and any(i in covered for i in range(a, b)):
+        adjective = modifier and b - a == 1 and units[a].text.lower().endswith(self.modifier_suffixes)
+        if self.skip_seeded and not adjective and any(i in covered for i in range(a, b)):
             return False
         words = {u.text.lower() for u in units[rest[0] : rest[1]]}
         return not any(u.text.lower() in words for u in units[a:b])
@@ -386,7 +395,7 @@ class CoordinationCandidates:
             conjuncts, _ = _chain_left(units, s, self.max_words, self.first_words)
             if conjuncts and e > s + 1 and _is_content(units, s + 1, e) and self._conjunction_ok(self._run_before(units, s)):
                 for conj in conjuncts:
-                    if self._keep(units, conj, (s, e), covered):
+                    if self._keep(units, conj, (s, e), covered, modifier=True):
                         builder.add([conj, (s + 1, e)], "shared_right", span)
 
     def _internal(self, units, span, s, e, seeded, builder) -> None:
