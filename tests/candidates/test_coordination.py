@@ -203,3 +203,22 @@ def test_brat_round_trip(doc, nlp, tmp_path):
     assert fragments_by_string(back) == expected
     sources = {span_text(s): (s._.attributes or {}).get("source") for s in get_mentions(back)}
     assert sources["muscle cramps"] == "coordination" and sources["muscle pain"] is None
+
+
+def test_tagged_modifier_and_characterized_lists(nlp):
+    text = (
+        "Reactions included corneal edema, ciliary and conjunctival hyperemia, eye pain and photophobia. "
+        "Injection site reactions were characterized by pruritus, erythema, and/or bruising."
+    )
+    # the tagger marked "ciliary" alone (no reaction by itself) and the items
+    seeds = ["corneal edema", "ciliary", "conjunctival hyperemia", "eye pain", "photophobia", "Injection site reactions", "pruritus", "erythema", "bruising"]
+    doc = make_doc(nlp, text, seeds)
+    got = {c.text: ([text[a:b] for a, b in c.fragments], c.kind) for c in coordination_candidates(doc, get_mentions(doc))}
+    assert got == {
+        "ciliary hyperemia": (["ciliary", "hyperemia"], "shared_right"),
+        "Injection site pruritus": (["Injection site", "pruritus"], "list"),
+        "Injection site erythema": (["Injection site", "erythema"], "list"),
+        "Injection site bruising": (["Injection site", "bruising"], "list"),
+    }
+    # a tagged noun conjunct is a reaction of its own: "eye pain and photophobia"
+    assert not any("photophobia" in t and t != "photophobia" for t in got)
