@@ -21,6 +21,7 @@ scored on it once, elsewhere).
 Options: --setting key=value (repeatable) passes settings to
 ``clinie.CoordinationCandidates.v1``; --output writes a JSON report.
 """
+
 import json
 import re
 import sys
@@ -109,11 +110,17 @@ def oracle(
         "precision": cand_gold / n_cand if n_cand else 0.0,
         "by_kind": {k: dict(v) for k, v in sorted(kinds.items())},
     }
-    print(f"{corpus}: discontiguous gold strings {n_disc}, spelled by a candidate {hit} ({result['recall_of_discontiguous']:.3f})")
-    print(f"unique candidate strings per section {n_cand}, gold {cand_gold} (precision {result['precision']:.3f})")
+    print(
+        f"{corpus}: discontiguous gold strings {n_disc}, spelled by a candidate {hit} ({result['recall_of_discontiguous']:.3f})"
+    )
+    print(
+        f"unique candidate strings per section {n_cand}, gold {cand_gold} (precision {result['precision']:.3f})"
+    )
     if by_kind:
         for k, v in result["by_kind"].items():
-            print(f"  {k:13} candidates {v['candidates']:5}  gold {v['gold']:4}  discontiguous gold {v['discontiguous_gold']:4}  precision {v['gold'] / v['candidates']:.3f}")
+            print(
+                f"  {k:13} candidates {v['candidates']:5}  gold {v['gold']:4}  discontiguous gold {v['discontiguous_gold']:4}  precision {v['gold'] / v['candidates']:.3f}"
+            )
     if show:
         print("\nmissed:")
         print("\n".join(missed[:show]))
@@ -159,7 +166,9 @@ def realistic(
         "spans_added_gold": sum(kinds_gold.values()),
         "by_kind": {k: {"added": kinds[k], "gold": kinds_gold[k]} for k in sorted(kinds)},
     }
-    result["significance"] = compare_systems(gold, expanded, base, levels=("reaction",), n_shuffles=iterations)["reaction"]
+    result["significance"] = compare_systems(
+        gold, expanded, base, levels=("reaction",), n_shuffles=iterations
+    )["reaction"]
     print(json.dumps(result, indent=2, default=float))
     if output:
         output.write_text(json.dumps(result, indent=2, default=float))
@@ -223,7 +232,9 @@ def mine(corpus: Path, show: int = typer.Option(20, "--show")) -> None:
             shape = re.sub(r"[A-Za-z][\w-]*", "w", gaps)
             shape = re.sub(r"\s+", " ", shape)
             shapes[shape] += 1
-            examples.append(f"{r['str']!r:50} <- {' + '.join(repr(doc.text[a:b]) for a, b in frags)}  gaps {gaps!r}")
+            examples.append(
+                f"{r['str']!r:50} <- {' + '.join(repr(doc.text[a:b]) for a, b in frags)}  gaps {gaps!r}"
+            )
     for shape, n in shapes.most_common(30):
         print(f"{n:5}  {shape!r}")
     print("\n".join(examples[:show]))

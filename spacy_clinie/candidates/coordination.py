@@ -14,13 +14,14 @@ strings of the TAC train split (mined with ``benchmarks/coordination_candidates.
 - ``shared_right``: the seed's head is shared by the conjuncts before it:
   "skeletal and visceral malformations" -> "skeletal malformations";
   "epidural or spinal hematoma" -> "epidural hematoma".
-- ``internal``: the seed holds the coordination itself: "decreased
-  neutrophil and platelet counts" -> "decreased neutrophil counts".
-- ``list``: a list introduced after the seed by "(", "including", ":", ...
-  qualifies it: "injection site reactions (erythema, pain)" -> "injection
-  site erythema" (a generic head such as "reactions" is dropped); "Rash
-  (includes generalized, macular)" -> "Rash generalized".
-- ``abbreviation``: a parenthesised short form inside or after the seed:
+- ``internal`` (off by default): the seed holds the coordination itself:
+  "decreased neutrophil and platelet counts" -> "decreased neutrophil counts".
+- ``list``: a list after the seed ("(", "including", "such as",
+  "characterized by", ...) names members of a class or kinds of one
+  reaction: "injection site reactions (erythema, pain)" -> "injection site
+  erythema" (the class head "reactions" is dropped); "Rash (includes
+  generalized, macular)" -> "Rash generalized".
+- ``abbreviation`` (off by default): a parenthesised short form in or after the seed:
   "alanine aminotransferase (ALT) elevations" -> "alanine aminotransferase
   elevations" and "ALT elevations"; "QTc (Bazett) prolongation" -> "QTc
   prolongation".
@@ -30,6 +31,8 @@ with the construction (``kind``) as a feature for the verifier. A candidate
 that would be contiguous in the text (the tagger could have predicted it)
 is not proposed.
 """
+
+import bisect
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
@@ -59,16 +62,46 @@ STOPWORDS = (
 ).split()
 # spaCy's English stop words, less the conjunctions (they join conjuncts)
 # and the words that modify reactions ("serious", "first", "least").
-_STOPS = frozenset(STOP_WORDS | set(STOPWORDS)) - set(CONJUNCTIONS) - {"serious", "first", "least", "less", "more", "most", "full", "empty", "front", "back", "top", "bottom", "side"}
+_STOPS = (
+    frozenset(STOP_WORDS | set(STOPWORDS))
+    - set(CONJUNCTIONS)
+    - {
+        "serious",
+        "first",
+        "least",
+        "less",
+        "more",
+        "most",
+        "full",
+        "empty",
+        "front",
+        "back",
+        "top",
+        "bottom",
+        "side",
+    }
+)
 # Heads that name a class of reactions; a list after them gives the members
 # ("injection site reactions (erythema)" -> "injection site erythema").
 GENERIC_HEADS = (
-    "reaction reactions event events effect effects adverse disorder disorders manifestation manifestations"
-    " complication complications symptom symptoms abnormality abnormalities toxicity toxicities finding findings"
+    "reaction reactions event events effect effects adverse disorder disorders"
+    " manifestation manifestations complication complications symptom symptoms"
+    " abnormality abnormalities toxicity toxicities finding findings"
     " tumor tumors tumour tumours neoplasm neoplasms"
 ).split()
 # What may open a list after a seed, besides "(" and ":".
-LIST_INTRODUCERS = ("including", "include", "includes", "included", "e.g.", "such as", "were characterized by", "characterized by", "consisting of", "like")
+LIST_INTRODUCERS = (
+    "including",
+    "include",
+    "includes",
+    "included",
+    "e.g.",
+    "such as",
+    "were characterized by",
+    "characterized by",
+    "consisting of",
+    "like",
+)
 QUALIFIERS = ("both", "either")
 # Endings of adjectives that modify a reaction head ("ciliary", "visceral",
 # "hemorrhagic", "cutaneous", "erosive"): such a conjunct shares the head.
@@ -148,7 +181,9 @@ def _units(doc: Doc) -> List[_Unit]:
             kind = "close"
         elif text in (",", "/"):
             kind = "sep"
-        elif text in (";", ":", ".", "!", "?", "\"", "•") or (tok.is_punct and text.strip("-–—") == "" and tok.whitespace_):
+        elif text in (";", ":", ".", "!", "?", '"', "•") or (
+            tok.is_punct and text.strip("-–—") == "" and tok.whitespace_
+        ):
             kind = "punct"
         else:
             kind = ""
@@ -167,10 +202,10 @@ def _units(doc: Doc) -> List[_Unit]:
     return units
 
 
-def _unit_range(units: Sequence[_Unit], starts: List[int], start_char: int, end_char: int) -> Optional[Tuple[int, int]]:
+def _unit_range(
+    units: Sequence[_Unit], starts: List[int], start_char: int, end_char: int
+) -> Optional[Tuple[int, int]]:
     """The units a character span covers (those it overlaps)."""
-    import bisect
-
     i = bisect.bisect_right(starts, start_char) - 1
     i = max(i, 0)
     while i < len(units) and units[i].end_char <= start_char:
@@ -249,7 +284,9 @@ def _chain_right(units: Sequence[_Unit], k: int, max_words: int) -> Tuple[List[T
     return conjuncts, seps
 
 
-def _chain_left(units: Sequence[_Unit], k: int, max_words: int, first_words: int) -> Tuple[List[Tuple[int, int]], List[str]]:
+def _chain_left(
+    units: Sequence[_Unit], k: int, max_words: int, first_words: int
+) -> Tuple[List[Tuple[int, int]], List[str]]:
     """Conjuncts before unit ``k`` (exclusive; units[k-1] is a separator),
     nearest first: "X, Y and <seed>" -> Y, X. The leftmost conjunct keeps
     only its last ``first_words`` words (its start is ambiguous)."""
@@ -299,7 +336,9 @@ class CoordinationCandidates:
     ) -> None:
         unknown = set(kinds) - set(KINDS)
         if unknown:
-            raise ValueError(f"unknown candidate kinds {sorted(unknown)}: use shared_left, shared_right, internal, list, abbreviation")
+            raise ValueError(
+                f"unknown candidate kinds {sorted(unknown)}: use any of {', '.join(KINDS)}"
+            )
         if max_conjunct_words < 1 or first_conjunct_words < 1 or max_item_words < 1:
             raise ValueError("max_conjunct_words, first_conjunct_words and max_item_words must be at least 1")
         self.max_words = max_conjunct_words
@@ -314,7 +353,7 @@ class CoordinationCandidates:
         self.modifier_suffixes = tuple(s.lower() for s in modifier_suffixes)
 
     def __call__(self, doc: Doc, seeds: Iterable[Span]) -> List[CoordinationCandidate]:
-        seeds = sorted(set((s.start_char, s.end_char) for s in seeds))
+        seeds = sorted({(s.start_char, s.end_char) for s in seeds})
         if not seeds:
             return []
         units = _units(doc)
@@ -359,7 +398,9 @@ class CoordinationCandidates:
             k -= 1
         return seps
 
-    def _keep(self, units, conj: Tuple[int, int], rest: Tuple[int, int], covered: Set[int], modifier: bool = False) -> bool:
+    def _keep(
+        self, units, conj: Tuple[int, int], rest: Tuple[int, int], covered: Set[int], modifier: bool = False
+    ) -> bool:
         """A conjunct is kept unless a seed covers part of it (a reaction
         of its own: "abdominal pain, vomiting") or it repeats a word of the
         seed ("penile swelling, local swelling": a list of reactions). A
@@ -381,7 +422,12 @@ class CoordinationCandidates:
             while left > s and units[left - 1].text.lower() in QUALIFIERS:
                 left -= 1
             # the last conjunct is the one the conjunction introduces
-            if conjuncts and left > s and _is_content(units, s, left) and self._conjunction_ok(self._run_before(units, conjuncts[-1][0])):
+            if (
+                conjuncts
+                and left > s
+                and _is_content(units, s, left)
+                and self._conjunction_ok(self._run_before(units, conjuncts[-1][0]))
+            ):
                 for conj in conjuncts:
                     if self._keep(units, conj, (s, e), covered):
                         builder.add([(s, left), conj], "shared_left", span)
@@ -389,11 +435,20 @@ class CoordinationCandidates:
                         # ("elevations of alanine aminotransferase and
                         # aspartate aminotransferase")
                         w = conj[1] - conj[0]
-                        if w > 1 and left - (w - 1) > s and all(u.kind == "word" for u in units[left - (w - 1) : left]):
+                        if (
+                            w > 1
+                            and left - (w - 1) > s
+                            and all(u.kind == "word" for u in units[left - (w - 1) : left])
+                        ):
                             builder.add([(s, left - (w - 1)), conj], "shared_left", span)
         if "shared_right" in self.kinds and s > 0 and units[s - 1].kind == "sep" and units[s].kind == "word":
             conjuncts, _ = _chain_left(units, s, self.max_words, self.first_words)
-            if conjuncts and e > s + 1 and _is_content(units, s + 1, e) and self._conjunction_ok(self._run_before(units, s)):
+            if (
+                conjuncts
+                and e > s + 1
+                and _is_content(units, s + 1, e)
+                and self._conjunction_ok(self._run_before(units, s))
+            ):
                 for conj in conjuncts:
                     if self._keep(units, conj, (s, e), covered, modifier=True):
                         builder.add([conj, (s + 1, e)], "shared_right", span)
@@ -421,7 +476,9 @@ class CoordinationCandidates:
             if j > last:
                 break
         left, right = (s, first - 1), (conjuncts[-1][1], e)
-        if not (_is_content(units, *left) or left[0] == left[1]) or not (_is_content(units, *right) or right[0] == right[1]):
+        if not (_is_content(units, *left) or left[0] == left[1]) or not (
+            _is_content(units, *right) or right[0] == right[1]
+        ):
             return
         seps = [units[k].text.lower() for k in range(first, last + 1) if units[k].kind == "sep"]
         if not self._conjunction_ok(seps):
@@ -486,7 +543,9 @@ class CoordinationCandidates:
             if j == k or (j < n and units[j].kind == "word"):
                 break
             words = [u.text for u in units[k:j]]
-            abbreviation = len(words) == 1 and (words[0].isupper() or is_abbreviation(words[0], _text(units, s, e)))
+            abbreviation = len(words) == 1 and (
+                words[0].isupper() or is_abbreviation(words[0], _text(units, s, e))
+            )
             repeats = any(w.lower() in seed_words for w in words)
             own_seed = any((k, b) in seeded for b in range(k + 1, j + 1))
             if not abbreviation and not repeats and len(words[0]) > 2 and (site or not own_seed):
@@ -500,7 +559,7 @@ class CoordinationCandidates:
             break
 
     def _abbreviation(self, units, span, s, e, builder) -> None:
-        """"long form (SF) rest": spell it without the parentheses, and
+        """ "long form (SF) rest": spell it without the parentheses, and
         with the short form in place of the long one."""
         n = len(units)
         for o in range(s + 1, min(e + 1, n - 2)):
@@ -552,7 +611,7 @@ def make_coordination_candidates(
     first_conjunct_words: int = 1,
     require_conjunction: bool = True,
     skip_seeded_conjuncts: bool = True,
-    kinds: List[str] = list(DEFAULT_KINDS),
+    kinds: Sequence[str] = DEFAULT_KINDS,
     max_list_items: int = 12,
     max_item_words: int = 3,
 ) -> Callable[[Doc, Iterable[Span]], List[CoordinationCandidate]]:

@@ -1,6 +1,7 @@
 """Coordination-expansion candidates: exact fragments and strings on
 label-like sentences, negatives, the registered factory, and the fragments
 surviving the TAC XML and brat writers."""
+
 from typing import List, Tuple
 
 import pytest
@@ -58,7 +59,10 @@ def make_doc(nlp, text: str, seeds: List[str]):
 
 
 def spelled(doc, candidates) -> List[Tuple[str, List[str], str]]:
-    return sorted(((c.text, [doc.text[a:b] for a, b in c.fragments], c.kind) for c in candidates), key=lambda t: t[0].lower())
+    return sorted(
+        ((c.text, [doc.text[a:b] for a, b in c.fragments], c.kind) for c in candidates),
+        key=lambda t: t[0].lower(),
+    )
 
 
 @pytest.fixture
@@ -86,7 +90,11 @@ def test_expansions_exact_fragments(doc):
 
 def test_plain_list_of_reactions_gives_nothing(nlp):
     # a list of distinct reactions: no "nausea vomiting", "abdominal vomiting" ...
-    doc = make_doc(nlp, "Nausea, vomiting and diarrhea were reported, and abdominal pain, vomiting and headache.", ["Nausea", "vomiting", "diarrhea", "abdominal pain", "headache"])
+    doc = make_doc(
+        nlp,
+        "Nausea, vomiting and diarrhea were reported, and abdominal pain, vomiting and headache.",
+        ["Nausea", "vomiting", "diarrhea", "abdominal pain", "headache"],
+    )
     assert coordination_candidates(doc, get_mentions(doc)) == []
     # the same list, with the single reactions not predicted: still no junk
     # from one-word seeds (the candidate would be contiguous)
@@ -116,8 +124,14 @@ def test_more_constructions(nlp):
         "Reactions included swelling of the lips, tongue, or throat; epidural or spinal hematoma; "
         "chest discomfort/pain; Rash (includes generalized, macular); infusion site reactions including phlebitis and swelling."
     )
-    doc = make_doc(nlp, text, ["swelling of the lips", "spinal hematoma", "chest discomfort", "Rash", "infusion site reactions"])
-    got = {c.text: [text[a:b] for a, b in c.fragments] for c in coordination_candidates(doc, get_mentions(doc))}
+    doc = make_doc(
+        nlp,
+        text,
+        ["swelling of the lips", "spinal hematoma", "chest discomfort", "Rash", "infusion site reactions"],
+    )
+    got = {
+        c.text: [text[a:b] for a, b in c.fragments] for c in coordination_candidates(doc, get_mentions(doc))
+    }
     assert got == {
         "swelling of the tongue": ["swelling of the", "tongue"],
         "swelling of the throat": ["swelling of the", "throat"],
@@ -132,9 +146,13 @@ def test_more_constructions(nlp):
 
 def test_optional_kinds(nlp):
     text = "Alanine aminotransferase (ALT) elevations and decreased neutrophil and platelet counts occurred."
-    doc = make_doc(nlp, text, ["Alanine aminotransferase (ALT) elevations", "decreased neutrophil and platelet counts"])
+    doc = make_doc(
+        nlp, text, ["Alanine aminotransferase (ALT) elevations", "decreased neutrophil and platelet counts"]
+    )
     assert coordination_candidates(doc, get_mentions(doc)) == []
-    got = {c.text for c in coordination_candidates(doc, get_mentions(doc), kinds=["internal", "abbreviation"])}
+    got = {
+        c.text for c in coordination_candidates(doc, get_mentions(doc), kinds=["internal", "abbreviation"])
+    }
     assert got == {
         "Alanine aminotransferase elevations",
         "ALT elevations",
@@ -155,13 +173,25 @@ def test_registered_factory():
 def test_add_spans_and_score_strings(doc):
     before = pred_strings(doc)[ADR_LABEL]
     added = add_candidate_spans(doc, coordination_candidates(doc, get_mentions(doc)))
-    assert {span_text(s) for s in added} == {"increased AST", "injection site erythema", "injection site pain", "muscle cramps", "Skeletal malformations"}
+    assert {span_text(s) for s in added} == {
+        "increased AST",
+        "injection site erythema",
+        "injection site pain",
+        "muscle cramps",
+        "Skeletal malformations",
+    }
     for span in added:
         assert span.label_ == ADR_LABEL and span.id_.startswith("C")
         assert span._.attributes["source"] == "coordination"
         assert span.start_char == span._.fragments[0][0] and span.end_char == span._.fragments[-1][1]
     after = pred_strings(doc)[ADR_LABEL]
-    assert after - before == {"increased ast", "injection site erythema", "injection site pain", "muscle cramps", "skeletal malformations"}
+    assert after - before == {
+        "increased ast",
+        "injection site erythema",
+        "injection site pain",
+        "muscle cramps",
+        "skeletal malformations",
+    }
     # idempotent: the strings are already spelled
     assert add_candidate_spans(doc, coordination_candidates(doc, get_mentions(doc))) == []
 
@@ -170,13 +200,24 @@ def test_add_spans_skips_predicted_strings(doc):
     # a contiguous prediction that spells the same string wins
     cands = coordination_candidates(doc, get_mentions(doc))
     doc.spans[MENTIONS_KEY] = list(doc.spans[MENTIONS_KEY]) + [Span(doc, 0, 1, label=ADR_LABEL, span_id="X1")]
-    doc._.mention_attrs = {**(doc._.mention_attrs or {}), "X1": {"fragments": [[doc.text.index("muscle"), doc.text.index("muscle") + 6], [doc.text.index("cramps"), doc.text.index("cramps") + 6]]}}
+    doc._.mention_attrs = {
+        **(doc._.mention_attrs or {}),
+        "X1": {
+            "fragments": [
+                [doc.text.index("muscle"), doc.text.index("muscle") + 6],
+                [doc.text.index("cramps"), doc.text.index("cramps") + 6],
+            ]
+        },
+    }
     added = add_candidate_spans(doc, cands)
     assert "muscle cramps" not in {span_text(s) for s in added}
 
 
 def fragments_by_string(doc):
-    return {span_text(s): [list(f) for f in (s._.fragments or [[s.start_char, s.end_char]])] for s in get_mentions(doc)}
+    return {
+        span_text(s): [list(f) for f in (s._.fragments or [[s.start_char, s.end_char]])]
+        for s in get_mentions(doc)
+    }
 
 
 def test_tac_xml_round_trip(doc, nlp, tmp_path):
@@ -196,7 +237,10 @@ def test_brat_round_trip(doc, nlp, tmp_path):
     expected = fragments_by_string(doc)
     ann = doc_to_brat(doc)
     start = TEXT.index("Skeletal")
-    assert f"{start} {start + 8};{TEXT.index('malformations')} {TEXT.index('malformations') + 13}\tSkeletal malformations" in ann
+    assert (
+        f"{start} {start + 8};{TEXT.index('malformations')} {TEXT.index('malformations') + 13}\tSkeletal malformations"
+        in ann
+    )
     (tmp_path / "d.txt").write_text(doc.text, encoding="utf-8")
     (tmp_path / "d.ann").write_text(ann, encoding="utf-8")
     back = read_brat_file(nlp, tmp_path / "d.txt")
@@ -211,9 +255,22 @@ def test_tagged_modifier_and_characterized_lists(nlp):
         "Injection site reactions were characterized by pruritus, erythema, and/or bruising."
     )
     # the tagger marked "ciliary" alone (no reaction by itself) and the items
-    seeds = ["corneal edema", "ciliary", "conjunctival hyperemia", "eye pain", "photophobia", "Injection site reactions", "pruritus", "erythema", "bruising"]
+    seeds = [
+        "corneal edema",
+        "ciliary",
+        "conjunctival hyperemia",
+        "eye pain",
+        "photophobia",
+        "Injection site reactions",
+        "pruritus",
+        "erythema",
+        "bruising",
+    ]
     doc = make_doc(nlp, text, seeds)
-    got = {c.text: ([text[a:b] for a, b in c.fragments], c.kind) for c in coordination_candidates(doc, get_mentions(doc))}
+    got = {
+        c.text: ([text[a:b] for a, b in c.fragments], c.kind)
+        for c in coordination_candidates(doc, get_mentions(doc))
+    }
     assert got == {
         "ciliary hyperemia": (["ciliary", "hyperemia"], "shared_right"),
         "Injection site pruritus": (["Injection site", "pruritus"], "list"),
