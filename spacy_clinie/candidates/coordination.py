@@ -377,7 +377,7 @@ class CoordinationCandidates:
             if "internal" in self.kinds:
                 self._internal(units, span, s, e, seeded, builder)
             if "list" in self.kinds:
-                self._list(units, span, s, e, seeded, builder)
+                self._list(units, span, s, e, covered, builder)
             if "abbreviation" in self.kinds:
                 self._abbreviation(units, span, s, e, builder)
         # a candidate that spells a seed's own string adds nothing
@@ -512,10 +512,10 @@ class CoordinationCandidates:
             return None
         return k, paren
 
-    def _list(self, units, span, s, e, seeded, builder) -> None:
+    def _list(self, units, span, s, e, covered, builder) -> None:
         """Members listed after a class ("injection site reactions (pain,
         erythema)") or qualifiers of a single reaction ("rash (generalized,
-        macular)"). Seeds of their own are skipped unless the class is a
+        macular)"). Items a seed covers are skipped unless the class is a
         site ("injection site reactions including pain"): "hypersensitivity
         reactions (anaphylaxis, urticaria)" lists reactions, not kinds of
         hypersensitivity."""
@@ -547,7 +547,7 @@ class CoordinationCandidates:
                 words[0].isupper() or is_abbreviation(words[0], _text(units, s, e))
             )
             repeats = any(w.lower() in seed_words for w in words)
-            own_seed = any((k, b) in seeded for b in range(k + 1, j + 1))
+            own_seed = any(i in covered for i in range(k, j))
             if not abbreviation and not repeats and len(words[0]) > 2 and (site or not own_seed):
                 builder.add([(s, base_end), (k, j)], "list", span)
             items += 1
