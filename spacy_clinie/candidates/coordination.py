@@ -648,7 +648,7 @@ def add_candidate_spans(
     """Add candidates to ``doc.spans[spans_key]`` as ``label`` spans from
     the first to the last fragment, with ``span._.fragments`` (so scorers
     and the TAC XML / brat writers spell and export the fragments) and
-    ``span._.attributes = {"source": source, "kind": ..., "seed": ...}``.
+    ``span._.attributes = {"source": source, "kind": cand.kind}``.
     A candidate whose string a span of ``label`` already spells, or that
     repeats an earlier candidate's string, is skipped. Returns the spans added."""
     register_extensions()
@@ -681,6 +681,7 @@ def add_candidate_spans(
             doc,
             span.id_,
             fragments=[list(f) for f in cand.fragments],
-            attributes={"source": source, "kind": cand.kind, "seed": cand.seed_text},
+            # one-word values: brat attributes cannot hold spaces
+            attributes={"source": source, "kind": cand.kind},
         )
     return added

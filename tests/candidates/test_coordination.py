@@ -245,8 +245,10 @@ def test_brat_round_trip(doc, nlp, tmp_path):
     (tmp_path / "d.ann").write_text(ann, encoding="utf-8")
     back = read_brat_file(nlp, tmp_path / "d.txt")
     assert fragments_by_string(back) == expected
-    sources = {span_text(s): (s._.attributes or {}).get("source") for s in get_mentions(back)}
-    assert sources["muscle cramps"] == "coordination" and sources["muscle pain"] is None
+    attributes = {span_text(s): s._.attributes or {} for s in get_mentions(back)}
+    assert attributes["muscle cramps"] == {"source": "coordination", "kind": "shared_left"}
+    assert attributes["injection site pain"] == {"source": "coordination", "kind": "list"}
+    assert attributes["muscle pain"] == {}
 
 
 def test_tagged_modifier_and_characterized_lists(nlp):
