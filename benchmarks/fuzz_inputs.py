@@ -317,7 +317,7 @@ def mutate_brat(rng: random.Random, folder: Path) -> List[str]:
         elif kind == "dup_id" and lines:
             lines.append(lines[0])
         elif kind == "whitespace":
-            text = txt.read_text(encoding="utf-8")
+            text = txt.read_bytes().decode("utf-8", "replace")  # an earlier txt_bytes may have broken it
             pos = text.find(" ")
             if pos >= 0:
                 lines.append(f"T999\tAdverseReaction {pos} {pos + 1}\t ")
@@ -336,7 +336,7 @@ def mutate_brat(rng: random.Random, folder: Path) -> List[str]:
         elif kind == "bad_tab":
             lines = [line.replace("\t", " ", 1) if rng.random() < 0.3 else line for line in lines]
         elif kind == "huge_txt":
-            txt.write_text(txt.read_text(encoding="utf-8") + "Rash. " * 250_000, encoding="utf-8")
+            txt.write_bytes(txt.read_bytes() + b"Rash. " * 250_000)
         ann.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return names
 
@@ -748,7 +748,12 @@ def run_shard(args: argparse.Namespace, shard: int, shards: int) -> Dict[str, An
         rng = input_rng(args.seed, "convert", i)
         tmp = work / f"c{i}"
         tmp.mkdir()
-        path, fmt, names, counts = make_convert_input(rng, shared_blank, sections, tmp)
+        try:
+            path, fmt, names, counts = make_convert_input(rng, shared_blank, sections, tmp)
+        except Exception as err:  # a fault of this harness, not of clinie: counted, the shard goes on
+            keep("convert-harness_error", i, tmp, "".join(traceback.format_exception(err))[-1500:], [])
+            results["convert"]["harness_error"] += 1
+            continue
         if args.verbose:
             log(f"convert {i} {fmt} {names}")
         faulthandler.dump_traceback_later(args.hang_after, exit=True)  # a hang ends the shard with a stack dump
@@ -776,9 +781,14 @@ def run_shard(args: argparse.Namespace, shard: int, shards: int) -> Dict[str, An
         rng = input_rng(args.seed, "pipe", i)
         tmp = work / f"p{i}"
         tmp.mkdir()
-        rows = pipe_rows(rng, sections, rng.randint(1, 40))
-        names = mutate_rows(rng, rows) if rng.random() < 0.8 else []
-        path, fmt, sub, expected = write_pipe_input(rng, rows, tmp)
+        try:
+            rows = pipe_rows(rng, sections, rng.randint(1, 40))
+            names = mutate_rows(rng, rows) if rng.random() < 0.8 else []
+            path, fmt, sub, expected = write_pipe_input(rng, rows, tmp)
+        except Exception as err:  # a fault of this harness
+            keep("pipe-harness_error", i, tmp, "".join(traceback.format_exception(err))[-1500:], [])
+            results["pipe"]["harness_error"] += 1
+            continue
         names += sub
         opts = pipe_settings(rng)
         settings = PipeSettings(progress=rng.random() < 0.05, **opts)
