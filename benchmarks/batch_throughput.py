@@ -119,7 +119,7 @@ def bench_memory(
 
 def _texts(source: str, limit: int) -> list[str]:
     if source.endswith(".spacy"):
-        from spacy_clinie.convert import load_docs
+        from spacy_clinie.readers import load_docs
 
         return [d.text for d in load_docs(Path(source))][:limit]
     return [_note(i) for i in range(limit)]

@@ -14,9 +14,9 @@ import argparse
 import json
 from pathlib import Path
 
-from spacy_clinie.convert import load_docs
+from spacy_clinie.readers import load_docs
 from spacy_clinie.pipeline.calibrator import IsotonicMap, fit_calibration
-from spacy_clinie.scoring_calibration import expected_calibration_error, mention_outcomes, reaction_outcomes, reliability_bins
+from spacy_clinie.scoring.calibration import expected_calibration_error, mention_outcomes, reaction_outcomes, reliability_bins
 
 
 def main() -> None:

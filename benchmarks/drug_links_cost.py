@@ -30,7 +30,7 @@ import torch
 from spacy.util import minibatch
 
 import spacy_clinie  # noqa: F401
-from spacy_clinie.convert import load_docs
+from spacy_clinie.readers import load_docs
 from spacy_clinie.extensions import get_mentions
 
 COMPONENT_FACTORIES = ("clinie_drug_ner", "clinie_drug_ade_linker")

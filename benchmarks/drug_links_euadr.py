@@ -51,11 +51,11 @@ from spacy.tokens import Doc  # noqa: E402
 
 import spacy_clinie  # noqa: E402,F401
 from relations_euadr import context_rules, cooccurrence, make_folds, split_off, train_and_predict  # noqa: E402
-from spacy_clinie.convert import load_docs  # noqa: E402
+from spacy_clinie.readers import load_docs  # noqa: E402
 from spacy_clinie.extensions import MENTIONS_KEY  # noqa: E402
 from spacy_clinie.pipeline.context import add_context_pipes  # noqa: E402
 from spacy_clinie.pipeline.drug_ade_linker import ADE_DRUG, DrugAdeLinker  # noqa: E402
-from spacy_clinie.pipeline.relation_linker import gold_mention_copy  # noqa: E402
+from spacy_clinie.readers.corpus import gold_mention_copy  # noqa: E402
 from spacy_clinie.scoring import align_docs, approximate_randomization, evaluate_docs, unit_counts  # noqa: E402
 from spacy_clinie.tokenizer import make_blank  # noqa: E402
 

@@ -31,7 +31,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 from spacy.tokens import Doc
 
 import spacy_clinie  # noqa: F401
-from spacy_clinie.convert import load_docs, unannotated
+from spacy_clinie.readers import load_docs, unannotated
 from spacy_clinie.extensions import get_mentions
 from spacy_clinie.scoring import align_docs, approximate_randomization, evaluate_docs, unit_counts
 from spacy_clinie.tokenizer import make_blank

@@ -23,7 +23,7 @@ from pathlib import Path
 import spacy
 from spacy.tokens import DocBin
 
-from spacy_clinie.convert import load_docs, unannotated
+from spacy_clinie.readers import load_docs, unannotated
 from spacy_clinie.pipeline.ensemble import Ensemble
 from spacy_clinie.scoring import evaluate_docs
 from spacy_clinie.tokenizer import make_blank

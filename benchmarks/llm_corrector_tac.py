@@ -18,7 +18,7 @@ import spacy
 from spacy.tokens import DocBin
 from spacy.training import Example
 
-from spacy_clinie.convert import load_docs, unannotated
+from spacy_clinie.readers import load_docs, unannotated
 from spacy_clinie.extensions import copy_doc_meta
 from spacy_clinie.scoring import compare_systems, evaluate_docs
 

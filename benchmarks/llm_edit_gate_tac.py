@@ -35,7 +35,7 @@ from spacy.tokens import Doc, DocBin
 from spacy.training import Example
 from spacy_llm.registry import registry
 
-from spacy_clinie.convert import load_docs
+from spacy_clinie.readers import load_docs
 from spacy_clinie.extensions import copy_doc_meta
 from spacy_clinie.llm.edits import EDIT_KINDS, Edit
 from spacy_clinie.llm.gate import EditGate, PipelineLinkScorer, edit_outcome
@@ -68,7 +68,7 @@ def read_tagged(path: str, vocab: Any) -> List[Doc]:
 def cmd_tag(args: argparse.Namespace) -> None:
     import spacy
 
-    from spacy_clinie.convert import unannotated
+    from spacy_clinie.readers import unannotated
 
     nlp = spacy.load(args.model)
     if "confidence_calibrator" not in nlp.pipe_names:

@@ -18,9 +18,10 @@ from typing import Callable, Dict, Iterable, List, Sequence
 
 from spacy.tokens import Doc, Span
 
-from spacy_clinie.convert import load_docs
+from spacy_clinie.readers import load_docs
 from spacy_clinie.extensions import MENTIONS_KEY
-from spacy_clinie.readers.tac_onsides import ADR_LABEL, project_strings
+from spacy_clinie.readers.tac_onsides import project_strings
+from spacy_clinie.tags import ADR_LABEL
 from spacy_clinie.scoring import evaluate_docs, normalize_string
 
 LEVELS = ("mention_strict", "mention_relaxed", "reaction")

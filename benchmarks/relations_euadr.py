@@ -41,10 +41,10 @@ from spacy.training import Example  # noqa: E402
 from spacy.util import fix_random_seed, load_config, load_model_from_config, minibatch  # noqa: E402
 
 import spacy_clinie  # noqa: E402,F401
-from spacy_clinie.convert import load_docs  # noqa: E402
+from spacy_clinie.readers import load_docs  # noqa: E402
 from spacy_clinie.extensions import MENTIONS_KEY  # noqa: E402
 from spacy_clinie.pipeline.context import add_context_pipes  # noqa: E402
-from spacy_clinie.pipeline.relation_linker import gold_mention_copy  # noqa: E402
+from spacy_clinie.readers.corpus import gold_mention_copy  # noqa: E402
 from spacy_clinie.scoring import approximate_randomization, evaluate_docs, unit_counts, align_docs  # noqa: E402
 from spacy_clinie.tokenizer import make_blank  # noqa: E402
 

@@ -28,9 +28,9 @@ import spacy
 from spacy.tokens import DocBin
 from spacy.training import Example
 
-from spacy_clinie.convert import load_docs, unannotated
-from spacy_clinie.pipeline.sentence_filter import score_sentence_filter
-from spacy_clinie.readers.sentences import sentence_examples
+from spacy_clinie.readers import load_docs, unannotated
+from spacy_clinie.scoring.components import score_sentence_filter
+from spacy_clinie.readers.sentence_corpus import sentence_examples
 from spacy_clinie.scoring import evaluate_docs, format_table
 
 

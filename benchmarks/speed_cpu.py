@@ -66,7 +66,7 @@ def time_pipe(nlp: Any, texts: List[str], n_process: int, batch_size: int) -> Di
 
 
 def load_texts(source: str, limit: int) -> List[str]:
-    from spacy_clinie.convert import load_docs
+    from spacy_clinie.readers import load_docs
 
     return [d.text for d in load_docs(Path(source))][:limit]
 
@@ -304,7 +304,7 @@ def predict(args: argparse.Namespace) -> Dict[str, Any]:
     import spacy
     from spacy.tokens import DocBin
 
-    from spacy_clinie.convert import load_docs, unannotated
+    from spacy_clinie.readers import load_docs, unannotated
     from spacy_clinie.extensions import copy_doc_meta
     from spacy_clinie.pipeline.soft_prompt_tagger import set_inference
 

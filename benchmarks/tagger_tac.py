@@ -15,7 +15,7 @@ import time
 import spacy
 from spacy.tokens import DocBin
 
-from spacy_clinie.convert import load_docs, unannotated
+from spacy_clinie.readers import load_docs, unannotated
 from spacy_clinie.extensions import copy_doc_meta
 from spacy_clinie.scoring import evaluate_docs, format_table
 

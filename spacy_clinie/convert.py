@@ -4,16 +4,18 @@ import json
 import random
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import srsly
 from spacy.language import Language
 from spacy.tokens import Doc, DocBin
 
 from .errors import Errors, FormatError, Warnings
-from .extensions import copy_doc_meta, get_mentions, register_extensions
+from .extensions import get_mentions, register_extensions
 from .formats import FORMATS
 from .readers import Report, read_brat_dir, read_euadr, read_onsides, read_tac_xml
+# re-exported: scripts written before load_docs moved to readers/ import it from here
+from .readers.docbin import load_docs, unannotated  # noqa: F401
 from .tokenizer import make_blank
 
 SPLITS = ("train", "dev", "test")
@@ -186,25 +188,6 @@ def convert(
         result["splits"][split]["stats"] = corpus_stats(docs)
     srsly.write_json(output_dir / "convert_report.json", result)
     return result
-
-
-def load_docs(path: Union[str, Path], nlp: Optional[Language] = None) -> List[Doc]:
-    """Docs from a ``.spacy`` file, with the extensions registered."""
-    register_extensions()
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    nlp = nlp or make_blank()
-    try:
-        return list(DocBin().from_disk(path).get_docs(nlp.vocab))
-    except Exception as err:  # DocBin raises several msgpack/zlib errors
-        raise FormatError(f"not a readable .spacy file ({err})", path=path)
-
-
-def unannotated(nlp: Language, docs: Iterable[Doc]) -> Iterator[Doc]:
-    """Fresh docs with the texts and metadata (id, label, section) of
-    ``docs`` and none of their annotations: what a pipeline is run on."""
-    return (copy_doc_meta(doc, nlp.make_doc(doc.text)) for doc in docs)
 
 
 def format_report(result: Dict[str, Any]) -> str:

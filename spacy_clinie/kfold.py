@@ -32,7 +32,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 from spacy.tokens import Doc, DocBin
 
-from .convert import load_docs
+from .readers import load_docs
 
 PathLike = Union[str, Path]
 

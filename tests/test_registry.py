@@ -47,7 +47,7 @@ def test_docbin_corpus_keeps_doc_metadata_on_the_input_side(tmp_path):
     from spacy.tokens import DocBin
     from spacy.util import registry
 
-    from spacy_clinie.convert import unannotated
+    from spacy_clinie.readers import unannotated
     from spacy_clinie.tokenizer import make_blank
 
     nlp = make_blank()

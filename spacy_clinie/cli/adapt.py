@@ -58,7 +58,7 @@ def adapt_cli(
     from thinc.api import Config
     from tqdm import tqdm
 
-    from ..convert import load_docs
+    from ..readers import load_docs
     from ..errors import FormatError
     from ..llm.adapt import SalaRun, load_target_texts
 

@@ -37,7 +37,7 @@ def calibrate_cli(
     """
     import spacy
 
-    from ..convert import load_docs
+    from ..readers import load_docs
     from ..pipeline.calibrator import describe
 
     if output is None and save is None:
@@ -75,7 +75,7 @@ def _run(nlp: "Language", gold: List["Doc"], batch_size: int) -> List["Doc"]:
     """MODEL's predictions on the gold texts (metadata kept, annotations not)."""
     from tqdm import tqdm
 
-    from ..convert import unannotated
+    from ..readers import unannotated
 
     docs = nlp.pipe(unannotated(nlp, gold), batch_size=batch_size)
     return list(tqdm(docs, total=len(gold), desc="predicting dev", unit="doc"))

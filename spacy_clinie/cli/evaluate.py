@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 def predictions(source: str, gold: List["Doc"], *, gpu_id: int = -1, batch_size: int = 64) -> List["Doc"]:
     """Docs from a .spacy file, or from running a pipeline (path or package
     name) over the gold texts."""
-    from ..convert import load_docs, unannotated
+    from ..readers import load_docs, unannotated
 
     if source.endswith(".spacy"):
         return load_docs(source)
@@ -52,9 +52,9 @@ def evaluate_cli(
     end-to-end mention + PT F1, and seed 004's LINK scores (PT names per
     unit, exact then fuzzy). Prints a table; --output writes JSON.
     """
-    from ..convert import load_docs
+    from ..readers import load_docs
     from ..scoring import compare_systems, evaluate_docs, format_table
-    from ..scoring_meddra import evaluate_meddra, format_meddra_table, seen_pt_ids
+    from ..scoring.meddra import evaluate_meddra, format_meddra_table, seen_pt_ids
 
     try:
         gold = load_docs(gold_path)

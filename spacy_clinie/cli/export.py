@@ -17,7 +17,7 @@ def export_cli(
 ) -> None:
     """Export docs as TAC 2017 XML or brat standoff, for the tracks' official
     evaluation scripts."""
-    from ..convert import load_docs
+    from ..readers import load_docs
     from ..readers import write_brat, write_tac_xml
 
     try:

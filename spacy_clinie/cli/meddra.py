@@ -35,7 +35,7 @@ def build_terms_cli(
 
     Example: clinie meddra build-terms corpus/train.spacy corpus/dev.spacy -o training/terms_train.tsv
     """
-    from ..convert import load_docs
+    from ..readers import load_docs
     from ..kb.meddra import terms_from_docs, write_terms_table
 
     try:

@@ -792,7 +792,7 @@ def make_meddra_corpus_loader(path: str, synonyms: bool = True) -> Callable[[], 
     normalisations (e.g. the training split)."""
 
     def load() -> List[Term]:
-        from ..convert import load_docs
+        from ..readers import load_docs
 
         return terms_from_docs(load_docs(path), synonyms=synonyms)
 
@@ -806,7 +806,7 @@ def load_terms(path: Union[str, Path], *, synonyms: bool = True, noncurrent_llts
     if path.is_dir():
         return read_meddra_ascii(path, noncurrent_llts=noncurrent_llts)
     if path.suffix == ".spacy":
-        from ..convert import load_docs
+        from ..readers import load_docs
 
         return terms_from_docs(load_docs(path), synonyms=synonyms)
     return read_terms_table(path)

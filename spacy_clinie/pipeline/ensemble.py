@@ -40,13 +40,13 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Prot
 import srsly
 from spacy.language import Language
 from spacy.pipeline import Pipe
-from spacy.scorer import Scorer
 from spacy.tokens import Doc, Span
 from spacy.training import Example
-from spacy.util import minibatch, registry
+from spacy.util import minibatch
 from spacy.vocab import Vocab
 
 from ..extensions import MENTIONS_KEY, register_extensions, set_mention_attrs
+from ..scoring.components import score_ensemble
 from ..sentences import SENTENCES_KEY, kept_token_indices, tokens_doc
 from .voting import METHODS, SpanKey, member_scores, vote_cats, vote_spans
 
@@ -147,25 +147,6 @@ def make_ensemble(
     )
 
 
-def score_ensemble(examples: Iterable[Example], *, spans_key: Optional[str] = MENTIONS_KEY, cat_labels=None, exclusive_cats=None, **_: Any) -> Dict[str, Any]:
-    """Mention scores (``clinie.mention_scorer.v1``) and, when the ensemble
-    votes on cats, spaCy's textcat scores."""
-    from ..scoring import score_mentions
-
-    examples = list(examples)
-    scores: Dict[str, Any] = {}
-    if spans_key:
-        scores.update(score_mentions(examples, spans_key=spans_key))
-    if cat_labels:
-        scores.update(Scorer.score_cats(examples, "cats", labels=cat_labels, multi_label=not (exclusive_cats is not False)))
-    return scores
-
-
-@registry.scorers("clinie.ensemble_scorer.v1")
-def make_ensemble_scorer() -> Callable[..., Dict[str, Any]]:
-    return score_ensemble
-
-
 def _contiguous(start: int, end: int, index: Sequence[int]) -> List[Tuple[int, int]]:
     """Map a span over a compacted doc (token i = original ``index[i]``) back
     to original token ranges, split where kept sentences were not adjacent."""
@@ -215,7 +196,9 @@ class PipelineMember:
         return out
 
 
-def _textcat_info(nlp: Language) -> Tuple[List[str], Optional[bool]]:
+def textcat_info(nlp: Language) -> Tuple[List[str], Optional[bool]]:
+    """The cats labels of ``nlp``'s classifiers (textcats and ensembles) and
+    whether they are exclusive (None when it has no classifier)."""
     from spacy.pipeline import TextCategorizer
     from spacy.pipeline.textcat_multilabel import MultiLabel_TextCategorizer
 
@@ -319,7 +302,7 @@ class Ensemble(Pipe):
             if perf is None:
                 raise ValueError(f"[{self.name}] member {name!r} has no meta['performance'][{key!r}] for weights_from")
             self.cfg["weights"][name] = float(perf)
-        labels, exclusive = _textcat_info(nlp)
+        labels, exclusive = textcat_info(nlp)
         self.cfg["cat_labels"] += [lab for lab in labels if lab not in self.cfg["cat_labels"]]
         if self.cfg["exclusive_cats"] is None and exclusive is not None:
             self.cfg["exclusive_cats"] = exclusive

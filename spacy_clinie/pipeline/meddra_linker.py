@@ -24,7 +24,7 @@ from spacy.tokens import Doc, Span
 from spacy.training import Example, validate_get_examples
 from spacy.vocab import Vocab
 
-from .. import scoring_meddra  # noqa: F401  (registers clinie.meddra_scorer.v1)
+from ..scoring import meddra as _meddra_scorer  # noqa: F401  (registers clinie.meddra_scorer.v1)
 from ..extensions import MENTIONS_KEY, get_mentions, register_extensions
 from ..kb.meddra import (
     Candidate,
@@ -35,8 +35,7 @@ from ..kb.meddra import (
     TermNormalizer,
     terms_from_docs,
 )
-
-ADR_LABEL = "AdverseReaction"
+from ..tags import ADR_LABEL
 
 
 @Language.factory(

@@ -12,17 +12,14 @@ the same list. Conventions: TAC 2017, head = AdverseReaction, tail = the
 modifier (XML arg1 / arg2); n2c2 2018, head = the modifier, tail = the Drug
 (brat Arg1 / Arg2).
 """
-from functools import partial
 from itertools import islice
-from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 import numpy
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
-from spacy.tokens import Doc, DocBin, Span
+from spacy.tokens import Doc, Span
 from spacy.training import Example, validate_examples, validate_get_examples
-from spacy.util import registry
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 from thinc.types import Floats2d
@@ -30,7 +27,7 @@ from thinc.types import Floats2d
 from ..extensions import MENTIONS_KEY, register_extensions
 from ..ml import rel_model  # noqa: F401  (registers the architectures)
 from ..ml.optimizers import ScaledOptimizer
-from ..scoring import MICRO, _set_counts, prf, relation_tuples
+from ..scoring.components import score_relations
 
 DEFAULT_REL_MODEL_CONFIG = """
 [model]
@@ -393,61 +390,3 @@ def ensure_mention_ids(doc: Doc, spans_key: str) -> None:
             span = Span(doc, span.start, span.end, span.label, kb_id=span.kb_id, span_id=f"M{n}")
         spans.append(span)
     doc.spans[spans_key] = spans
-
-
-# ---------------------------------------------------------------- scorer
-
-
-def score_relations(examples: Iterable[Example], *, spans_key: str = MENTIONS_KEY, **_: Any) -> Dict[str, Any]:
-    """Relation P/R/F1: a relation is correct when its label and its head
-    and tail spans (offsets and type) match a gold relation."""
-    register_extensions()
-    total: Dict[str, numpy.ndarray] = {}
-    for eg in examples:
-        for label, vec in _set_counts(relation_tuples(eg.reference, spans_key), relation_tuples(eg.predicted, spans_key), None).items():
-            total[label] = total.get(label, numpy.zeros(4)) + vec
-    micro = prf(total.get(MICRO, numpy.zeros(4)))
-    return {
-        "relations_p": micro["p"],
-        "relations_r": micro["r"],
-        "relations_f": micro["f"],
-        "relations_per_type": {k: {m: prf(v)[m] for m in "prf"} for k, v in sorted(total.items()) if k != MICRO},
-    }
-
-
-@registry.scorers("clinie.relation_scorer.v1")
-def make_relation_scorer(spans_key: str = MENTIONS_KEY) -> Callable[..., Dict[str, Any]]:
-    # a partial, not a closure, so that pipelines pickle
-    return partial(score_relations, spans_key=spans_key)
-
-
-# ---------------------------------------------------------------- reader
-
-
-def gold_mention_copy(doc: Doc) -> Doc:
-    """The doc with its mentions (ids, attributes, tokenisation) but no
-    relations: the input of a relation linker evaluated on gold mentions."""
-    register_extensions()
-    copy = doc.copy()
-    copy._.relations = []
-    return copy
-
-
-@registry.readers("clinie.GoldMentionsCorpus.v1")
-def create_gold_mentions_corpus(path: Optional[Path], limit: int = 0) -> Callable[[Language], Iterable[Example]]:
-    """Examples from a ``.spacy`` file whose predicted docs already hold the
-    gold mentions (without relations), so that training and ``spacy
-    evaluate`` measure relation classification given the mentions (the
-    EU-ADR protocol), as in spaCy's rel_component tutorial."""
-
-    def reader(nlp: Language) -> Iterable[Example]:
-        if path is None:
-            raise ValueError("clinie.GoldMentionsCorpus.v1: no path given (set [paths] train / dev)")
-        register_extensions()
-        docs = DocBin().from_disk(path).get_docs(nlp.vocab)
-        for i, doc in enumerate(docs):
-            if limit and i >= limit:
-                break
-            yield Example(gold_mention_copy(doc), doc)
-
-    return reader

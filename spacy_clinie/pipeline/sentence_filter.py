@@ -32,11 +32,12 @@ from spacy.language import Language
 from spacy.pipeline import Pipe
 from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example
-from spacy.util import minibatch, registry
+from spacy.util import minibatch
 from spacy.vocab import Vocab
 
 from ..extensions import MENTIONS_KEY
-from ..sentences import SENTENCES_KEY, sentence_units, unit_doc, unit_has_span
+from ..scoring.components import score_sentence_filter
+from ..sentences import SENTENCES_KEY, sentence_units, unit_doc
 
 Unit = Tuple[int, int]
 
@@ -84,57 +85,6 @@ def make_sentence_filter(
         batch_size=batch_size,
         scorer=scorer,
     )
-
-
-def score_sentence_filter(
-    examples: Iterable[Example], *, sentences_key: str = SENTENCES_KEY, gold_key: str = MENTIONS_KEY, **_: Any
-) -> Dict[str, Any]:
-    """Unit-level P/R/F1 of the kept units against the units that hold a gold
-    mention (``gold_key``), the share of gold mentions wholly inside kept
-    units (the recall ceiling the filter leaves the tagger) and the share of
-    tokens kept (what the tagger still encodes)."""
-    tp = n_pred = n_gold = 0
-    mentions = mentions_kept = 0
-    tokens = tokens_kept = 0
-    for eg in examples:
-        pred = eg.predicted
-        if sentences_key not in pred.spans:
-            continue
-        kept = [(s.start, s.end) for s in pred.spans[sentences_key]]
-        units = [(u[0], u[1]) for u in pred.spans[sentences_key].attrs.get("units", [])] or kept
-        gold = eg.get_aligned_spans_y2x(list(eg.reference.spans.get(gold_key, [])), allow_overlap=True)
-        kept_set = set(kept)
-        for u in units:
-            positive = unit_has_span(u, gold)
-            n_gold += positive
-            n_pred += u in kept_set
-            tp += positive and u in kept_set
-        covered = set()
-        for s, e in kept:
-            covered.update(range(s, e))
-        for span in gold:
-            mentions += 1
-            mentions_kept += all(i in covered for i in range(span.start, span.end))
-        tokens += sum(1 for t in pred if not t.is_space)
-        tokens_kept += sum(1 for i in covered if not pred[i].is_space)
-    p = tp / n_pred if n_pred else 0.0
-    r = tp / n_gold if n_gold else 0.0
-    return {
-        "sentences_p": p,
-        "sentences_r": r,
-        "sentences_f": 2 * p * r / (p + r) if p + r else 0.0,
-        "sentences_mention_recall": mentions_kept / mentions if mentions else 0.0,
-        "sentences_kept_tokens": tokens_kept / tokens if tokens else 0.0,
-    }
-
-
-@registry.scorers("clinie.sentence_filter_scorer.v1")
-def make_sentence_filter_scorer(gold_key: str = MENTIONS_KEY) -> Callable[..., Dict[str, Any]]:
-    def scorer(examples: Iterable[Example], **kwargs: Any) -> Dict[str, Any]:
-        kwargs.setdefault("gold_key", gold_key)
-        return score_sentence_filter(examples, **kwargs)
-
-    return scorer
 
 
 class SentenceFilter(Pipe):
@@ -189,9 +139,9 @@ class SentenceFilter(Pipe):
 
     def set_classifier(self, nlp: Language) -> None:
         """Use a loaded pipeline as the classifier; it must know the positive label."""
-        from .ensemble import _textcat_info
+        from .ensemble import textcat_info
 
-        labels, _ = _textcat_info(nlp)
+        labels, _ = textcat_info(nlp)
         if labels and self.cfg["positive_label"] not in labels:
             raise ValueError(f"[{self.name}] positive_label {self.cfg['positive_label']!r} is not a classifier label {labels}")
         self.classifier = nlp

@@ -392,6 +392,17 @@ def set_inference(nlp: Language, inference: str, bucket_by_length: Optional[bool
     return names
 
 
+def find_tagger(nlp: Language, name: Optional[str] = None) -> Tuple[str, "SoftPromptTagger"]:
+    """The soft-prompt tagger in ``nlp`` (by name, or the only one): review
+    and ``clinie adapt`` need to know which one they work on, so two
+    taggers without a name are an error rather than a guess."""
+    found = [(n, p) for n, p in nlp.pipeline if isinstance(p, SoftPromptTagger) and (name is None or n == name)]
+    if len(found) != 1:
+        names = [n for n, p in nlp.pipeline if isinstance(p, SoftPromptTagger)]
+        raise ValueError(f"need exactly one clinie_soft_prompt_tagger{f' named {name!r}' if name else ''}; pipeline has {names}")
+    return found[0]
+
+
 def _native_bf16() -> bool:
     """Whether this CPU has bf16 instructions (unknown, or a GPU: assume so)."""
     import torch

@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional
 
 from spacy.language import Language
-from spacy.tokens import Doc
+from spacy.tokens import Doc, DocBin
 from spacy.training import Corpus, Example
 from spacy.util import registry
 
-from ..extensions import copy_doc_meta
+from ..extensions import copy_doc_meta, register_extensions
 from .brat import read_brat_dir
 from .euadr import read_euadr
 from .tac_onsides import read_onsides
@@ -85,5 +85,34 @@ def create_euadr_corpus(path: Path, limit: int = 0) -> Callable[[Language], Iter
 
     def reader(nlp: Language) -> Iterator[Example]:
         return _examples(nlp, read_euadr(nlp, path), limit)
+
+    return reader
+
+
+def gold_mention_copy(doc: Doc) -> Doc:
+    """The doc with its mentions (ids, attributes, tokenisation) but no
+    relations: the input of a relation linker evaluated on gold mentions."""
+    register_extensions()
+    copy = doc.copy()
+    copy._.relations = []
+    return copy
+
+
+@registry.readers("clinie.GoldMentionsCorpus.v1")
+def create_gold_mentions_corpus(path: Optional[Path], limit: int = 0) -> Callable[[Language], Iterable[Example]]:
+    """Examples from a ``.spacy`` file whose predicted docs already hold the
+    gold mentions (without relations), so that training and ``spacy
+    evaluate`` measure relation classification given the mentions (the
+    EU-ADR protocol), as in spaCy's rel_component tutorial."""
+
+    def reader(nlp: Language) -> Iterable[Example]:
+        if path is None:
+            raise ValueError("clinie.GoldMentionsCorpus.v1: no path given (set [paths] train / dev)")
+        register_extensions()
+        docs = DocBin().from_disk(path).get_docs(nlp.vocab)
+        for i, doc in enumerate(docs):
+            if limit and i >= limit:
+                break
+            yield Example(gold_mention_copy(doc), doc)
 
     return reader

@@ -18,9 +18,9 @@ from spacy.tokens import Doc
 
 from ..errors import Errors, FormatError
 from ..extensions import register_extensions
+from ..tags import ADR_LABEL
 from ._util import MentionSpec, Report, build_doc, check_length, read_text
 
-ADR_LABEL = "AdverseReaction"
 ENTRY_FIELDS = (
     "str",
     "meddra_pt",

@@ -24,7 +24,6 @@ from spacy.util import minibatch
 from ..ml.optimizers import retraining_optimizer
 from ..scoring import evaluate_docs
 from .export import feedback_docs
-from .session import find_tagger
 from .store import FeedbackStore
 
 AfterEpoch = Callable[[Language, int], None]
@@ -116,7 +115,8 @@ def refine(
     """
     import spacy
 
-    from ..convert import load_docs
+    from ..readers import load_docs
+    from ..pipeline.soft_prompt_tagger import find_tagger
 
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")

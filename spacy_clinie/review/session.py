@@ -27,17 +27,6 @@ class Prediction:
     probs: Dict[str, List[float]]  # task -> probability of the predicted tag
 
 
-def find_tagger(nlp: Language, name: Optional[str] = None) -> Tuple[str, Any]:
-    """The soft-prompt tagger in ``nlp`` (by name, or the only one)."""
-    from ..pipeline.soft_prompt_tagger import SoftPromptTagger
-
-    found = [(n, p) for n, p in nlp.pipeline if isinstance(p, SoftPromptTagger) and (name is None or n == name)]
-    if len(found) != 1:
-        names = [n for n, p in nlp.pipeline if isinstance(p, SoftPromptTagger)]
-        raise ValueError(f"need exactly one clinie_soft_prompt_tagger{f' named {name!r}' if name else ''}; pipeline has {names}")
-    return found[0]
-
-
 REVIEW_ORDERS = ("document", "confidence")
 
 
@@ -62,6 +51,8 @@ class ReviewSession:
         if order not in REVIEW_ORDERS:
             raise ValueError(f"unknown review order {order!r}; choose one of {', '.join(REVIEW_ORDERS)}")
         self.nlp = nlp
+        from ..pipeline.soft_prompt_tagger import find_tagger
+
         self.tagger_name, self.pipe = find_tagger(nlp, tagger)
         self.tag_names: Dict[str, List[str]] = self.pipe.tag_names
         self.tasks = list(self.tag_names)
@@ -248,7 +239,7 @@ def open_session(
     """Load MODEL (a pipeline folder or package) and DATA (.spacy)."""
     import spacy
 
-    from ..convert import load_docs
+    from ..readers import load_docs
 
     nlp = spacy.load(model)
     docs = load_docs(data, nlp)

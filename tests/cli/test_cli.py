@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from spacy_clinie.cli import app
-from spacy_clinie.convert import load_docs
+from spacy_clinie.readers import load_docs
 
 from ..conftest import shared
 

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from spacy_clinie.cli import app
 from spacy_clinie.extensions import MENTIONS_KEY
-from spacy_clinie.scoring_meddra import evaluate_meddra, link_match
+from spacy_clinie.scoring.meddra import evaluate_meddra, link_match
 
 from .release import write_release
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from spacy_clinie.cli import app
 from spacy_clinie.extensions import register_extensions
 from spacy_clinie.pipeline.calibrator import IsotonicMap, fit_calibration
-from spacy_clinie.scoring_calibration import expected_calibration_error, mention_outcomes, reaction_outcomes, reliability_bins
+from spacy_clinie.scoring.calibration import expected_calibration_error, mention_outcomes, reaction_outcomes, reliability_bins
 from spacy_clinie.tokenizer import make_blank
 
 TEXT = "Nausea and rash occurred. Fever was seen with nausea. Headache and cough were rare."

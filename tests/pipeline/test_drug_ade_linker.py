@@ -15,7 +15,7 @@ from spacy.training import Example
 from spacy_clinie.batch.records import RELATION_KEYS, doc_to_record
 from spacy_clinie.extensions import MENTIONS_KEY, mention_by_id
 from spacy_clinie.pipeline.context import add_context_pipes
-from spacy_clinie.pipeline.relation_linker import gold_mention_copy
+from spacy_clinie.readers.corpus import gold_mention_copy
 from spacy_clinie.readers import read_brat_file, read_tac_xml, write_brat, write_tac_xml
 from spacy_clinie.tokenizer import make_blank
 

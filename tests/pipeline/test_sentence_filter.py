@@ -14,8 +14,8 @@ from spacy.training import Example
 from spacy.util import registry
 from thinc.api import Config
 
-from spacy_clinie.pipeline.sentence_filter import score_sentence_filter
-from spacy_clinie.readers.sentences import SentenceCorpus
+from spacy_clinie.scoring.components import score_sentence_filter
+from spacy_clinie.readers.sentence_corpus import SentenceCorpus
 from spacy_clinie.sentences import kept_token_indices, sentence_units, tokens_doc
 from spacy_clinie.tokenizer import make_blank
 

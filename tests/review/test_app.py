@@ -7,7 +7,7 @@ import pytest
 import spacy
 from spacy.tokens import Doc, Span
 
-from spacy_clinie.convert import load_docs
+from spacy_clinie.readers import load_docs
 from spacy_clinie.cli import app as cli_app
 from spacy_clinie.review.app import create_app, local_hosts, parse_labels_json
 from spacy_clinie.review.export import export_feedback, feedback_doc, feedback_docs

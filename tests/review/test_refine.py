@@ -7,7 +7,7 @@ import torch
 from typer.testing import CliRunner
 
 from spacy_clinie.cli import app
-from spacy_clinie.convert import load_docs
+from spacy_clinie.readers import load_docs
 from spacy_clinie.review.refine import dev_f1, refine
 from spacy_clinie.review.session import ReviewSession
 from spacy_clinie.review.store import FeedbackStore

@@ -18,8 +18,9 @@ from spacy.tokens import Doc, Span
 from spacy.training import Example
 from spacy.util import registry
 
-from .extensions import MENTIONS_KEY, get_mentions, register_extensions
-from .scoring import ADR_LABEL, _units, align_docs, prf
+from ..extensions import MENTIONS_KEY, get_mentions, register_extensions
+from ..tags import ADR_LABEL
+from .tac import align_docs, prf, units
 
 
 def _key(span: Span) -> Tuple[int, int, str]:
@@ -151,7 +152,7 @@ def link_scores(
     pairs: List[Tuple[Doc, Doc]], *, unit: str = "section", threshold: float = 0.85, spans_key: str = MENTIONS_KEY
 ) -> Dict[str, Any]:
     n_gold = n_pred = n_exact = n_fuzzy = 0
-    for _, group in _units(pairs, unit):
+    for _, group in units(pairs, unit):
         g_names: Set[str] = set()
         p_names: Set[str] = set()
         for g, p in group:

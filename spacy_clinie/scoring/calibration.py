@@ -13,8 +13,8 @@ from typing import Dict, List, Sequence, Tuple
 import numpy
 from spacy.tokens import Doc
 
-from .extensions import MENTIONS_KEY, get_mentions
-from .scoring import align_docs, gold_strings, normalize_string, span_text
+from ..extensions import MENTIONS_KEY, get_mentions
+from .tac import align_docs, gold_strings, normalize_string, span_text
 
 CONFIDENCE = "confidence"
 RAW_CONFIDENCE = "confidence_raw"

@@ -18,10 +18,10 @@ from spacy.tokens import Doc, Span
 from spacy.training import Example
 from spacy.util import registry
 
-from .errors import Errors
-from .extensions import MENTIONS_KEY, get_mentions, register_extensions
+from ..errors import Errors
+from ..extensions import MENTIONS_KEY, get_mentions, register_extensions
+from ..tags import ADR_LABEL
 
-ADR_LABEL = "AdverseReaction"
 Counts = Dict[str, numpy.ndarray]  # type -> (tp_pred, n_pred, tp_gold, n_gold)
 MICRO = "__micro__"
 
@@ -74,7 +74,9 @@ def align_docs(gold: Sequence[Doc], pred: Sequence[Doc]) -> List[Tuple[Doc, Doc]
     return pairs
 
 
-def _units(pairs: List[Tuple[Doc, Doc]], unit: str) -> List[Tuple[str, List[Tuple[Doc, Doc]]]]:
+def units(pairs: List[Tuple[Doc, Doc]], unit: str) -> List[Tuple[str, List[Tuple[Doc, Doc]]]]:
+    """The aligned (gold, pred) pairs grouped by evaluation unit: a section
+    Doc (``doc._.doc_id``) or a drug label (``doc._.label_id``)."""
     if unit not in ("section", "label"):
         raise ValueError(f"unit must be 'section' or 'label', got {unit!r}")
     groups: Dict[str, List[Tuple[Doc, Doc]]] = {}
@@ -135,7 +137,9 @@ def pred_strings(doc: Doc, spans_key: str = MENTIONS_KEY) -> Dict[str, Set[str]]
     return out
 
 
-def _set_counts(gold: Dict[str, Set[Any]], pred: Dict[str, Set[Any]], labels: Optional[Set[str]]) -> Counts:
+def set_counts(gold: Dict[str, Set[Any]], pred: Dict[str, Set[Any]], labels: Optional[Set[str]]) -> Counts:
+    """Count vectors per label (and ``MICRO``) of two ``{label: set}`` maps
+    matched exactly: the reaction, PT and relation levels."""
     counts: Counts = {MICRO: numpy.zeros(4)}
     for label in sorted(set(gold) | set(pred)):
         if labels is not None and label not in labels:
@@ -192,7 +196,7 @@ def unit_counts(
     """One Counts dict per evaluation unit, for one level."""
     pkey = pred_spans_key or spans_key
     result = []
-    for _, group in _units(pairs, unit):
+    for _, group in units(pairs, unit):
         counts: Counts = {MICRO: numpy.zeros(4)}
         if level in ("mention_strict", "mention_relaxed"):
             for g, p in group:
@@ -209,18 +213,18 @@ def unit_counts(
                     gs[k] |= v
                 for k, v in pred_strings(p, pkey).items():
                     ps[k] |= v
-            counts = _set_counts(gs, ps, labels)
+            counts = set_counts(gs, ps, labels)
         elif level == "pt":
             gcodes: Set[str] = set()
             pcodes: Set[str] = set()
             for g, p in group:
                 gcodes |= gold_pt_codes(g)
                 pcodes |= pred_pt_codes(p, pkey)
-            counts = _set_counts({"PT": gcodes}, {"PT": pcodes}, None)
+            counts = set_counts({"PT": gcodes}, {"PT": pcodes}, None)
         elif level == "relation":
             # Relations are matched per doc (offsets are per section).
             for g, p in group:
-                for label, vec in _set_counts(relation_tuples(g, spans_key), relation_tuples(p, pkey), None).items():
+                for label, vec in set_counts(relation_tuples(g, spans_key), relation_tuples(p, pkey), None).items():
                     if label != MICRO:
                         _add(counts, label, vec)
         else:
