@@ -49,11 +49,13 @@ def test_config_assembles_every_component_by_entry_point():
     assert "['llm_corrector', 'relation_linker']" in out.stdout  # switched off by default
     assert "'llm'" in out.stdout  # spacy-llm's component running clinie.ADECorrect.v1
     assert "'clinie_drug_ner'" in out.stdout and "'clinie_drug_ade_linker'" in out.stdout  # issue 25
+    assert "'reaction_verifier'" in out.stdout  # issue 19, sourced from the tuned verifier
 
 
 def _tiny_trained_pipeline(path: Path) -> Path:
     nlp = make_blank()
     ruler = nlp.add_pipe("span_ruler", config={"spans_key": "mentions", "phrase_matcher_attr": "LOWER"})
+    nlp.add_pipe("clinie_reaction_verifier")  # issue 19: on, with its default thresholds
     nlp.add_pipe("clinie_relation_linker", config={"threshold": 0.5})
     nlp.add_pipe("clinie_drug_ner")
     nlp.add_pipe("clinie_meddra_linker", config={"encoder": None})
@@ -168,6 +170,7 @@ def test_package_install_and_load_in_fresh_process(tmp_path):
     assert got["file"].startswith(target.as_posix())
     assert got["pipes"] == [
         "span_ruler",
+        "clinie_reaction_verifier",
         "clinie_relation_linker",
         "clinie_drug_ner",
         "clinie_meddra_linker",
@@ -180,6 +183,7 @@ def test_package_install_and_load_in_fresh_process(tmp_path):
     spans = {text: (label, meddra, attrs) for text, label, _, meddra, attrs in got["spans"]}
     assert set(spans) == {"no", "nausea"}, got["spans"]
     assert spans["nausea"][1][0]["meddra_pt_id"] == "10028813"
+    assert 0.0 <= spans["nausea"][2]["reaction_probability"] <= 1.0  # judged by the verifier
     assert spans["nausea"][2].get("is_negated") is True  # ConText through clinie_context_attributes
     assert [r["label"] for r in got["relations"]] == ["Negated"]  # the trained relation linker
     assert got["links"] == [["ADE-Drug", "rule_all"]]  # drug mention and link (issue 25)

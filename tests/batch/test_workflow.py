@@ -114,11 +114,11 @@ def test_project_run_all_then_install_and_load(tmp_path):
     )  # fmt: skip
     elapsed = time.perf_counter() - start
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
-    for step in ("convert", "convert-euadr", "train", "evaluate", "calibrate", "baseline", "evaluate-baseline", "package"):
+    for step in ("convert", "convert-euadr", "train", "evaluate", "calibrate", "train-verifier", "tune-verifier", "baseline", "evaluate-baseline", "package"):
         assert re.search(rf"=+ {step} =+", run.stdout), step
     for out in ("corpus/dev.spacy", "training/ade_tiny/model-best", "metrics/ade_tiny_test.json",
                 "metrics/dictionary_test.json", "training/en_clinie_ade/meta.json",
-                "training/ade_tiny/calibration.json"):  # fmt: skip
+                "training/ade_tiny/calibration.json", "training/verifier/tuned/reaction_verifier"):  # fmt: skip
         assert (project / out).exists(), out
     metrics = json.loads((project / "metrics" / "ade_tiny_test.json").read_text())
     dist = project / "packages" / "en_clinie_ade-0.1.0" / "dist"
