@@ -25,7 +25,7 @@ from ..scoring import ADR_LABEL, normalize_string, span_text
 from .coordination import CoordinationCandidate
 from .dictionary import TermDictionary
 
-SOURCES = ("tagger", "dictionary", "coordination", "perturbation", "gold")
+SOURCES = ("tagger", "dictionary", "coordination", "perturbation", "gold", "broken", "split")
 SECTIONS = ("adverse reactions", "warnings and precautions", "boxed warnings")
 NEGATION_CUES = frozenset("no not without absence absent denied never none neither nor".split())
 HEDGE_CUES = frozenset(
@@ -86,6 +86,31 @@ def perturbations(span: Span) -> List[Span]:
     return out
 
 
+def is_break(token) -> bool:
+    """A line break or a gap of three or more spaces (a table's columns);
+    a double space inside a term ("Staphylococcal  bacteremia") is not."""
+    return token.is_space and ("\n" in token.text or len(token.text) >= 2)
+
+
+def split_at_breaks(span: Span) -> List[Span]:
+    """The pieces of ``span`` between breaks, without edge punctuation; the
+    span itself when it has no break."""
+    if not any(is_break(t) for t in span):
+        return [span]
+    doc, pieces, start = span.doc, [], span.start
+    for i in range(span.start, span.end + 1):
+        if i == span.end or is_break(doc[i]):
+            a, b = start, i
+            while a < b and (doc[a].is_punct or doc[a].is_space):
+                a += 1
+            while b > a and (doc[b - 1].is_punct or doc[b - 1].is_space):
+                b -= 1
+            if b > a:
+                pieces.append(doc[a:b])
+            start = i + 1
+    return pieces
+
+
 def gather_candidates(
     doc: Doc,
     *,
@@ -94,11 +119,16 @@ def gather_candidates(
     reference: Optional[Doc] = None,
     spans_key: str = MENTIONS_KEY,
     label: str = ADR_LABEL,
+    split_breaks: bool = False,
 ) -> List[ReactionCandidate]:
     """Candidates of ``doc``: its ``label`` spans (the tagger's), dictionary
     matches and coordination expansions of the spans; with a ``reference``
     (training) also the gold spans and their perturbations, mapped onto
-    ``doc`` by character offsets."""
+    ``doc`` by character offsets. With ``split_breaks``, a tagger span
+    that runs across a line break or a table's column gap is a "broken"
+    candidate (dropped) and its pieces are "split" candidates, judged like
+    the tagger's own.
+    """
     by_key: Dict[str, ReactionCandidate] = {}
 
     def get(key: str) -> ReactionCandidate:
@@ -110,7 +140,13 @@ def gather_candidates(
     for span in seeds:
         if span._.fragments and len(span._.fragments) > 1:
             continue  # a discontiguous span: not a string of the text (kept by the pipe)
-        get(normalize_string(span.text)).add(span, "tagger")
+        pieces = split_at_breaks(span) if split_breaks else [span]
+        if len(pieces) > 1 or (pieces and pieces[0] is not span):
+            get(normalize_string(span.text)).add(span, "broken")
+            for piece in pieces:
+                get(normalize_string(piece.text)).add(piece, "split")
+        else:
+            get(normalize_string(span.text)).add(span, "tagger")
     if reference is not None:
         for ref in get_mentions(reference, spans_key):
             if ref.label_ != label or (ref._.fragments and len(ref._.fragments) > 1):

@@ -75,6 +75,7 @@ Scored = Tuple[List[List[ReactionCandidate]], List[numpy.ndarray]]
         "use_dictionary": True,
         "coordination": {"@misc": "clinie.CoordinationCandidates.v1"},
         "context": 4,
+        "split_breaks": True,
         "set_reactions": True,
         "scorer": {"@scorers": "clinie.reaction_scorer.v1", "spans_key": MENTIONS_KEY},
     },
@@ -91,6 +92,7 @@ def make_reaction_verifier(
     use_dictionary: bool,
     coordination: Optional[Coordination],
     context: int,
+    split_breaks: bool,
     set_reactions: bool,
     scorer: Optional[Callable],
 ) -> "ReactionVerifier":
@@ -99,7 +101,9 @@ def make_reaction_verifier(
     at which a dictionary or coordination candidate is added (above 1 adds
     none). use_dictionary: match the strings annotated in training.
     coordination: a coordination-expansion generator, or null. context:
-    tokens before an occurrence searched for negation and hedge cues."""
+    tokens before an occurrence searched for negation and hedge cues.
+    split_breaks: a tagger span across a line break or a table's column gap
+    is replaced by its pieces, each judged like a tagger reaction."""
     return ReactionVerifier(
         nlp.vocab,
         model,
@@ -112,6 +116,7 @@ def make_reaction_verifier(
         use_dictionary=use_dictionary,
         coordination=coordination,
         context=context,
+        split_breaks=split_breaks,
         set_reactions=set_reactions,
         scorer=scorer,
     )
@@ -139,6 +144,7 @@ class ReactionVerifier(TrainablePipe):
         use_dictionary: bool = True,
         coordination: Optional[Coordination] = None,
         context: int = 4,
+        split_breaks: bool = False,
         set_reactions: bool = True,
         scorer: Optional[Callable] = None,
     ) -> None:
@@ -154,6 +160,7 @@ class ReactionVerifier(TrainablePipe):
         self.use_dictionary = use_dictionary
         self.coordination = coordination
         self.context = context
+        self.split_breaks = split_breaks
         self.set_reactions = set_reactions
         self.scorer = scorer
         self.dictionary = TermDictionary(vocab)
@@ -170,6 +177,7 @@ class ReactionVerifier(TrainablePipe):
             reference=reference,
             spans_key=self.spans_key,
             label=self.label,
+            split_breaks=self.split_breaks,
         )
 
     def features(self, doc: Doc, candidates: Sequence[ReactionCandidate], *, own_label_out: bool = False) -> numpy.ndarray:
@@ -209,7 +217,7 @@ class ReactionVerifier(TrainablePipe):
                 kept.append(span)
                 continue
             key = normalize_string(span_text(span))
-            if key in prob and prob[key] < self.keep_threshold:
+            if key in prob and (prob[key] < self.keep_threshold or by_key[key].sources & {"broken", "tagger"} == {"broken"}):
                 continue
             kept.append(span)
         spelled = {normalize_string(span_text(s)) for s in kept if s.label_ == self.label}
@@ -217,16 +225,17 @@ class ReactionVerifier(TrainablePipe):
         added: List[Tuple[Span, str, Dict[str, Any]]] = []
         n = 0
         for cand in cands:
-            if "tagger" in cand.sources or cand.key in spelled or prob[cand.key] < self.add_threshold:
+            split = "split" in cand.sources
+            threshold = self.keep_threshold if split else self.add_threshold
+            if {"tagger", "broken"} & cand.sources or cand.key in spelled or prob[cand.key] < threshold:
                 continue
             spelled.add(cand.key)
-            source = "coordination" if cand.fragments else "dictionary"
             if cand.fragments:
                 first, last = cand.fragments[0], cand.fragments[-1]
                 span = doc.char_span(first[0], last[1], label=self.label, alignment_mode="expand")
                 todo = [(span, {"fragments": [list(f) for f in cand.fragments]})] if span is not None else []
             else:
-                todo = [(doc[s.start:s.end], {}) for s in cand.spans]
+                todo = [(doc[s.start:s.end], {"source": "split"} if split else {}) for s in cand.spans]
             for span, extra in todo:
                 n += 1
                 while f"V{n}" in used:
@@ -235,7 +244,8 @@ class ReactionVerifier(TrainablePipe):
                 added.append((Span(doc, span.start, span.end, self.label, span_id=f"V{n}"), cand.key, extra))
         doc.spans[self.spans_key] = kept + [s for s, _, _ in added]
         for span, key, extra in added:
-            attrs = {SOURCE: "coordination" if extra.get("fragments") else "dictionary", REACTION_PROBABILITY: prob[key], "confidence": prob[key]}
+            source = "coordination" if extra.get("fragments") else extra.get("source", "dictionary")
+            attrs = {SOURCE: source, REACTION_PROBABILITY: prob[key], "confidence": prob[key]}
             if by_key[key].kind:
                 attrs["kind"] = by_key[key].kind
             set_mention_attrs(doc, span.id_, attributes=attrs, fragments=extra.get("fragments"))
@@ -271,9 +281,9 @@ class ReactionVerifier(TrainablePipe):
             cands = self.candidates(p)
             probs = self.predict([p])[1][0] if cands else numpy.zeros((0,))
             truth = gold_reaction_strings(g, self.label, self.spans_key)
-            scored = {c.key: (float(q), "tagger" in c.sources) for c, q in zip(cands, probs)}
+            scored = {c.key: (float(q), bool({"tagger", "split"} & c.sources)) for c, q in zip(cands, probs) if "broken" not in c.sources or "tagger" in c.sources}
             upstream = {normalize_string(span_text(s)) for s in get_mentions(p, self.spans_key) if s.label_ == self.label}
-            fixed = upstream - set(scored)  # spans the verifier does not judge (discontiguous)
+            fixed = upstream - {c.key for c in cands}  # spans the verifier does not judge (discontiguous)
             units.append((truth, scored, fixed))
         rows = []
         for keep in grid:

@@ -208,3 +208,24 @@ def test_nlp_pipe_with_two_processes_matches_one(nlp, golds):
     one = [[(s.start_char, s.end_char, span_text(s)) for s in d.spans["mentions"]] for d in trained.pipe(texts)]
     two = [[(s.start_char, s.end_char, span_text(s)) for s in d.spans["mentions"]] for d in trained.pipe(texts, n_process=2, batch_size=4)]
     assert one == two and any(one)
+
+
+def test_spans_across_table_columns_are_split(nlp, golds):
+    from spacy_clinie.candidates.reactions import split_at_breaks
+
+    trained, verifier = train_pipeline(nlp, golds, steps=5)
+    text = "Anemia     Neutropenia\\n\\n  Staphylococcal  bacteremia"
+    text = text.replace("\\n", "\n")
+    doc = trained.make_doc(text)
+    doc._.section = "adverse reactions"
+    doc.spans["mentions"] = [doc.char_span(0, 22, ADR, span_id="M1"), doc.char_span(26, len(text), ADR, span_id="M2")]
+    assert [s.text for s in split_at_breaks(doc.spans["mentions"][0])] == ["Anemia", "Neutropenia"]
+    assert [s.text for s in split_at_breaks(doc.spans["mentions"][1])] == ["Staphylococcal  bacteremia"]
+    verifier.keep_threshold, verifier.add_threshold = 0.0, 1.01
+    out = verifier(doc)
+    got = sorted((s.text, (s._.attributes or {}).get("source")) for s in out.spans["mentions"])
+    assert got == [("Anemia", "split"), ("Neutropenia", "split"), ("Staphylococcal  bacteremia", "tagger")]
+    verifier.split_breaks = False
+    doc2 = trained.make_doc(text)
+    doc2.spans["mentions"] = [doc2.char_span(0, 22, ADR, span_id="M1")]
+    assert [s.text for s in verifier(doc2).spans["mentions"]] == ["Anemia     Neutropenia"]
