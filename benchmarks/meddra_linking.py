@@ -26,7 +26,7 @@ import srsly
 
 from spacy_clinie.readers import load_docs
 from spacy_clinie.extensions import get_mentions
-from spacy_clinie.kb.meddra import terms_from_docs
+from spacy_clinie.kb.terms import terms_from_docs
 from spacy_clinie.scoring.meddra import evaluate_meddra, format_meddra_table, meddra_accuracy, mention_pairs, seen_pt_ids
 from spacy_clinie.tokenizer import make_blank
 

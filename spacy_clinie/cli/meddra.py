@@ -36,7 +36,7 @@ def build_terms_cli(
     Example: clinie meddra build-terms corpus/train.spacy corpus/dev.spacy -o training/terms_train.tsv
     """
     from ..readers import load_docs
-    from ..kb.meddra import terms_from_docs, write_terms_table
+    from ..kb.terms import terms_from_docs, write_terms_table
 
     try:
         docs = [d for path in sources for d in load_docs(path)]
@@ -56,7 +56,7 @@ def check_cli(
 ) -> None:
     """Validate a MedDRA release or terms table and print its size; bad lines
     are reported with file and line."""
-    from ..kb.meddra import load_terms
+    from ..kb.loaders import load_terms
 
     try:
         terms = load_terms(release)
@@ -80,7 +80,7 @@ def build_linker_cli(
     The pipeline contains the terminology: never publish one built from a
     licensed MedDRA release.
     """
-    from ..kb.meddra import load_terms
+    from ..kb.loaders import load_terms
     from ..pipeline.meddra_linker import build_linker_pipeline
 
     try:

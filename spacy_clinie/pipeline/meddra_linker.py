@@ -26,15 +26,10 @@ from spacy.vocab import Vocab
 
 from ..scoring import meddra as _meddra_scorer  # noqa: F401  (registers clinie.meddra_scorer.v1)
 from ..extensions import MENTIONS_KEY, get_mentions, register_extensions
-from ..kb.meddra import (
-    Candidate,
-    MeddraCandidateGenerator,
-    MeddraIndex,
-    SentenceEncoder,
-    Term,
-    TermNormalizer,
-    terms_from_docs,
-)
+from ..kb.index import Candidate, MeddraCandidateGenerator, MeddraIndex
+from ..kb.normalize import TermNormalizer
+from ..kb.terms import Term, terms_from_docs
+from ..ml.sentence_encoder import SentenceEncoder
 from ..tags import ADR_LABEL
 
 

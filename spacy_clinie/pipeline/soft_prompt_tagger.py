@@ -35,11 +35,12 @@ from spacy.tokens import Doc, Span
 from spacy.training import Example, validate_examples
 from spacy.util import SimpleFrozenList
 from spacy.vocab import Vocab
-from thinc.api import Config, Model, Optimizer
+from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
 from ..extensions import MENTIONS_KEY, register_extensions, set_mention_attrs
 from ..ml.soft_prompt import INFERENCE
 from ..sentences import SENTENCES_KEY, kept_token_indices
+from ..tags import bio_tags, bio_to_spans, spans_to_bio
 
 AUX_TASKS = ("relations", "kind", "none")
 
@@ -107,38 +108,6 @@ def make_soft_prompt_tagger(
         bucket_by_length=bucket_by_length,
         scorer=scorer,
     )
-
-
-def bio_tags(labels: List[str]) -> List[str]:
-    return ["O"] + [f"{p}-{label}" for label in labels for p in ("B", "I")]
-
-
-def spans_to_bio(n_tokens: int, spans: Iterable[Tuple[int, int, str]], tags: List[str]) -> List[int]:
-    """Token tag indices; overlapping spans: the longest wins, then the earliest."""
-    index = {t: i for i, t in enumerate(tags)}
-    out = [0] * n_tokens
-    taken = [False] * n_tokens
-    for start, end, label in sorted(spans, key=lambda s: (-(s[1] - s[0]), s[0])):
-        if any(taken[start:end]) or f"B-{label}" not in index:
-            continue
-        out[start] = index[f"B-{label}"]
-        for i in range(start + 1, end):
-            out[i] = index[f"I-{label}"]
-        for i in range(start, end):
-            taken[i] = True
-    return out
-
-
-def bio_to_spans(tags: List[str]) -> List[Tuple[int, int, str]]:
-    """Spans from a BIO sequence; a stray ``I-X`` starts a new span."""
-    spans = []
-    start, label = None, None
-    for i, tag in enumerate(tags + ["O"]):
-        if tag == "O" or tag.startswith("B-") or (tag.startswith("I-") and tag[2:] != label):
-            if start is not None:
-                spans.append((start, i, label))
-            start, label = (i, tag[2:]) if tag != "O" else (None, None)
-    return spans
 
 
 class SoftPromptTagger(TrainablePipe):
@@ -312,14 +281,27 @@ class SoftPromptTagger(TrainablePipe):
         sgd: Optional[Optimizer] = None,
         losses: Optional[Dict[str, float]] = None,
     ) -> Dict[str, float]:
+        """One step on ``examples``. The loss (CRF negative log-likelihood or
+        cross-entropy per task, weighted by ``task_weights``) is computed in
+        the torch module from gold tags this pipe derives (``gold_tags``).
+
+        ``drop``: thinc layers with a dropout rate get it through
+        ``set_dropout_rate``; the encoder's dropout is the architecture's
+        ``dropout`` setting inside the torch module, so a saved model behaves
+        the same whatever the training loop passes."""
         losses = {} if losses is None else losses
         losses.setdefault(self.name, 0.0)
         examples = list(examples)
         validate_examples(examples, "SoftPromptTagger.update")
         if not any(len(eg.predicted) for eg in examples):
             return losses
+        set_dropout_rate(self.model, drop)
         docs = [eg.predicted for eg in examples]
         gold = [self.gold_tags(eg) for eg in examples]
+        # Chunked backprop: begin_update runs forward AND backward for
+        # max_windows_per_step windows at a time (ml/soft_prompt.run_batch),
+        # so only one chunk's graph is alive; the gradients accumulate in the
+        # torch module and backprop(None) has nothing left to do.
         out, backprop = self.model.begin_update((docs, gold))
         backprop(None)
         if sgd is not None:
@@ -328,7 +310,9 @@ class SoftPromptTagger(TrainablePipe):
         return losses
 
     def get_loss(self, examples: Iterable[Example], scores: Any) -> Tuple[float, Any]:
-        """Loss of the current model on ``examples`` (no update)."""
+        """Loss of the current model on ``examples`` (no update). ``scores``
+        (``predict``'s decoded tags) hold no emissions, and the CRF loss needs
+        them, so the model is run again with the gold tags."""
         examples = list(examples)
         out = self.model.predict(([eg.predicted for eg in examples], [self.gold_tags(eg) for eg in examples]))
         return out.loss or 0.0, None

@@ -19,10 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
 import numpy
-import torch
 from spacy.tokens import Doc
 
-from ..ml.soft_prompt import collate, context_ids, make_windows, word_pieces
+from ..ml.soft_prompt import encode_window
 
 
 @dataclass
@@ -92,51 +91,29 @@ def _to_units(a: numpy.ndarray, groups: List[List[int]]) -> numpy.ndarray:
 def compute_attention(pipe: Any, doc: Doc, task: str) -> AttentionView:
     """Attention of the tagger's encoder on ``doc`` as run for ``task``. An
     instance longer than one encoder window shows its first window."""
-    model = pipe.model
-    module = model.shims[0]._model
-    if module is None:
-        raise ValueError("the tagger is not initialised")
-    tokenizer = module.tokenizer
-    budget = model.attrs["budget"]
-    pieces = word_pieces(tokenizer, [doc])
-    windows = make_windows(pieces[0], 0, budget, model.attrs["stride"])
+    enc = encode_window(pipe.model, doc, task)
+    tokenizer, budget, window, pieces = enc.tokenizer, enc.budget, enc.window, enc.pieces
+    layers = enc.attentions
     notes: List[str] = []
-    if not windows:
-        raise ValueError("the instance has no words to attend to")
-    window = windows[0]
-    if len(windows) > 1:
-        notes.append(f"attention shown for the first {len(window.words)} of {sum(1 for p in pieces[0] if p)} words (one encoder window)")
-    device = next(module.parameters()).device
-    context = context_ids(tokenizer, [doc], model.attrs.get("context"), model.attrs.get("context_len", 0))
-    batch = collate(module, pieces, [window], budget, None, device, context)
-    group = module.prompt_keys.index(module.task_prompt[task])
-    prompt_ids = getattr(module, f"prompt_ids_{group}")
-    was_training = module.training
-    module.eval()
-    try:
-        with torch.no_grad():
-            emb, mask, P = module.embed(group, batch)
-            out = module.encoder(inputs_embeds=emb, attention_mask=mask, output_attentions=True)
-    finally:
-        module.train(was_training)
-    n_real = int(mask[0].sum())
-    layers = numpy.stack([a[0].mean(dim=0)[:n_real, :n_real].float().cpu().numpy() for a in out.attentions])
+    n_words = sum(1 for p in pieces if p)
+    if enc.n_windows > 1:
+        notes.append(f"attention shown for the first {len(window.words)} of {n_words} words (one encoder window)")
     # display units over the subword sequence [CLS] prompt words [SEP]
     units, kinds, word_index, groups = ["[CLS]"], ["cls"], [None], [[0]]
-    for k, pid in enumerate(prompt_ids.tolist()):
+    for k, pid in enumerate(enc.prompt_ids):
         units.append("⟨" + tokenizer.convert_ids_to_tokens(pid) + "⟩")
         kinds.append("prompt")
         word_index.append(None)
         groups.append([1 + k])
-    pos = 1 + P
-    for pid in context[0] if context else []:  # the doc's context and its [SEP]
+    pos = 1 + len(enc.prompt_ids)
+    for pid in enc.context_ids:  # the doc's context and its [SEP]
         units.append(tokenizer.convert_ids_to_tokens(pid))
         kinds.append("context")
         word_index.append(None)
         groups.append([pos])
         pos += 1
     for i in window.words:
-        n = len(pieces[0][i][:budget])
+        n = len(pieces[i][:budget])
         units.append(doc[i].text)
         kinds.append("word")
         word_index.append(i)
@@ -153,6 +130,6 @@ def compute_attention(pipe: Any, doc: Doc, task: str) -> AttentionView:
         layers=_to_units(layers, groups),
         rollout=_to_units(rollout(layers), groups),
         n_words_shown=len(window.words),
-        n_words=sum(1 for p in pieces[0] if p),
+        n_words=n_words,
         notes=notes,
     )

@@ -18,7 +18,7 @@ from spacy.tokens import Doc, DocBin, Span
 from spacy.vocab import Vocab
 
 from ..extensions import MENTIONS_KEY, register_extensions, set_mention_attrs
-from ..pipeline.soft_prompt_tagger import bio_to_spans
+from ..tags import bio_to_spans
 from .store import FeedbackStore
 
 REVIEWED_REL = "reviewed_rel"

@@ -2,11 +2,10 @@
 import pytest
 
 from spacy_clinie.errors import FormatError
-from spacy_clinie.kb.meddra import (
-    make_meddra_normalizer,
+from spacy_clinie.kb.normalize import make_meddra_normalizer, singularize
+from spacy_clinie.kb.terms import (
     read_meddra_ascii,
     read_terms_table,
-    singularize,
     terms_from_docs,
     write_terms_table,
 )

@@ -6,7 +6,7 @@ import torch
 
 from spacy_clinie.ml.crf import CRF, NEG, bio_constraints
 from spacy_clinie.ml.optimizers import create_adamax
-from spacy_clinie.ml.soft_prompt import make_windows
+from spacy_clinie.ml.windows import make_windows
 
 TAGS = ["O", "B-A", "I-A", "B-B", "I-B"]
 
@@ -105,7 +105,7 @@ def test_adamax_matches_torch():
 
 def test_window_starting_inside_a_mention_gets_a_valid_gold_sequence():
     """Regression: an I- tag at a window start made the CRF loss ~1e4."""
-    from spacy_clinie.ml.soft_prompt import collate
+    from spacy_clinie.ml.windows import collate
 
     class Tok:
         cls_token_id, sep_token_id, pad_token_id = 101, 102, 0

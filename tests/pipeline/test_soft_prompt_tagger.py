@@ -8,7 +8,7 @@ import torch
 from spacy.training import Example
 from spacy.util import registry
 
-from spacy_clinie.pipeline.soft_prompt_tagger import bio_to_spans, spans_to_bio
+from spacy_clinie.tags import bio_to_spans, spans_to_bio
 from spacy_clinie.tokenizer import make_blank
 
 TRAIN = [
