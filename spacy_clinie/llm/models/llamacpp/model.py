@@ -5,32 +5,13 @@ decoded under the prompt's JSON schema or GBNF grammar, and returning the
 generated tokens' log-probabilities for label confidences."""
 import os
 from contextlib import contextmanager
-from typing import Any, Dict, Iterable, Iterator, List, Optional
+from typing import Any, Dict, Iterable, Iterator, Optional
 
 from ....util import resolve_model_path
 from ...types import Response
+from ..base import chat_messages, token_logprobs
 
 CONSTRAINED = ("schema", "none")
-
-
-def chat_messages(prompt: Any) -> List[Dict[str, str]]:
-    system = getattr(prompt, "system", None)
-    messages = [{"role": "system", "content": system}] if system else []
-    return messages + [{"role": "user", "content": str(prompt)}]
-
-
-def token_logprobs(content: Optional[List[Dict[str, Any]]]) -> Optional[List[Dict[str, Any]]]:
-    """OpenAI-style ``logprobs.content`` -> ``[{"token", "logprob", "top"}]``."""
-    if not content:
-        return None
-    return [
-        {
-            "token": t.get("token", ""),
-            "logprob": float(t.get("logprob", 0.0)),
-            "top": {c["token"]: float(c["logprob"]) for c in (t.get("top_logprobs") or [])},
-        }
-        for t in content
-    ]
 
 
 @contextmanager

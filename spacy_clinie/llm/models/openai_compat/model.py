@@ -13,7 +13,7 @@ from typing import Any, Dict, Iterable, Optional
 import requests
 
 from ...types import Response
-from ..llamacpp.model import chat_messages, token_logprobs
+from ..base import chat_messages, token_logprobs
 
 DIALECTS = ("json_schema", "json_object", "guided", "none")
 
