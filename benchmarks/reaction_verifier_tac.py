@@ -99,6 +99,39 @@ def levels(gold, docs):
     return out
 
 
+def error_analysis(gold, docs, train_path: str = "corpus/train.spacy"):
+    """Where the reaction-level errors are (the categories of issue 19):
+    misses that are discontiguous gold strings, never seen in train, or seen;
+    false positives that are annotated elsewhere in train, gold in another
+    section of the same label, or other strings (boundaries, fragments)."""
+    train_strings = set()
+    for d in load_docs(train_path):
+        train_strings |= gold_reaction_strings(d)
+    label_gold: dict = {}
+    for g in gold:
+        label_gold.setdefault(g._.label_id, set()).update(gold_reaction_strings(g))
+    out: Counter = Counter()
+    examples: dict = {}
+    for g, p in align_docs(gold, docs):
+        truth = gold_reaction_strings(g)
+        contiguous = {normalize_string(s.text) for s in g.spans.get("mentions", []) if s.label_ == ADR}
+        pred = {normalize_string(span_text(s)) for s in p.spans.get("mentions", []) if s.label_ == ADR}
+        for k in truth - pred:
+            cat = "fn_discontiguous" if k not in contiguous else "fn_unseen_in_train" if k not in train_strings else "fn_seen_in_train"
+            out[cat] += 1
+            examples.setdefault(cat, []).append(k)
+        for k in pred - truth:
+            cat = (
+                "fp_gold_in_other_section_same_label" if k in label_gold.get(g._.label_id, set())
+                else "fp_annotated_elsewhere_in_train" if k in train_strings
+                else "fp_other"
+            )
+            out[cat] += 1
+            examples.setdefault(cat, []).append(k)
+        out["tp"] += len(truth & pred)
+    return dict(out), {k: v[:12] for k, v in examples.items()}
+
+
 def score(model: str, gold_path: str, pred_path: str, thresholds: str, out: str, linker_model: str = "") -> None:
     nlp, verifier = verifier_of(model)
     best = srsly.read_json(thresholds)["best"]
@@ -139,6 +172,8 @@ def score(model: str, gold_path: str, pred_path: str, thresholds: str, out: str,
         "significance": sig,
         "significance_label": sig_label,
         "changes": dict(changes),
+        "errors_before": error_analysis(gold, pred),
+        "errors_after": error_analysis(gold, after),
         "verifier_seconds": seconds,
         "n_docs": len(after),
     }
