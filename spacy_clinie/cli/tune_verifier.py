@@ -65,9 +65,13 @@ def tune_verifier_cli(
     if output is not None:
         srsly.write_json(output, {"before": before, "sweep": rows, "best": best})
     if save is not None:
-        verifier.keep_threshold = best["keep_threshold"]
-        verifier.add_threshold = best["add_threshold"]
-        nlp.config["components"][names[0]]["keep_threshold"] = best["keep_threshold"]
-        nlp.config["components"][names[0]]["add_threshold"] = best["add_threshold"]
+        from spacy.util import load_config
+
         nlp.to_disk(save)
+        # thresholds are settings: they go into the saved config, which
+        # builds the component whenever the pipeline is loaded or sourced
+        config = load_config(save / "config.cfg", interpolate=False)
+        config["components"][names[0]]["keep_threshold"] = best["keep_threshold"]
+        config["components"][names[0]]["add_threshold"] = best["add_threshold"]
+        config.to_disk(save / "config.cfg")
         typer.echo(f"pipeline with keep_threshold {best['keep_threshold']} and add_threshold {best['add_threshold']}: {save}")

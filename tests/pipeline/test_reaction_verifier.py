@@ -1,6 +1,7 @@
 """clinie_reaction_verifier: candidates, leave-own-label-out dictionary
 rates, keep/drop/add by threshold, fragments for coordinations, training
 with spacy train from a config, saving, and threshold choice on dev."""
+import json
 import subprocess
 import sys
 
@@ -170,12 +171,23 @@ def test_spacy_train_from_config_and_tune_cli(nlp, golds, tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     model = tmp_path / "out" / "model-best"
     assert (model / "reaction_verifier" / "verifier.msgpack").exists()
-    result = CliRunner().invoke(app, ["tune-verifier", str(model), str(tmp_path / "dev.spacy"), "--save", str(tmp_path / "tuned")])
+    # the verifier alone on the training texts: the best pair adds many strings
+    result = CliRunner().invoke(
+        app, ["tune-verifier", str(model), str(tmp_path / "dev.spacy"), "--save", str(tmp_path / "tuned"), "--output", str(tmp_path / "sweep.json")]
+    )
     assert result.exit_code == 0, result.output
     assert "without the verifier" in result.output
+    best = json.loads((tmp_path / "sweep.json").read_text())["best"]
     tuned = spacy.load(tmp_path / "tuned")
-    cfg = tuned.config["components"]["reaction_verifier"]
-    assert tuned.get_pipe("reaction_verifier").add_threshold == cfg["add_threshold"] <= 1.01
+    verifier = tuned.get_pipe("reaction_verifier")
+    assert (verifier.keep_threshold, verifier.add_threshold) == (best["keep_threshold"], best["add_threshold"])
+    assert best["add_threshold"] != 0.5  # not the default: the saved value is the chosen one
+    # and a pipeline that sources the tuned verifier gets the same thresholds
+    host = make_blank("en")
+    host.add_pipe("reaction_verifier", source=tuned)
+    host.to_disk(tmp_path / "host")
+    again = spacy.load(tmp_path / "host").get_pipe("reaction_verifier")
+    assert (again.keep_threshold, again.add_threshold) == (best["keep_threshold"], best["add_threshold"])
 
 
 def test_tune_cli_names_a_pipeline_without_verifier(tmp_path):
