@@ -2,7 +2,8 @@
 JSONL records, exactly-once resumable output and a quarantine for bad
 records; ``--backend ray`` runs the same pipeline over Ray Data."""
 
-from .readers import INPUT_FORMATS, Record, read_records
+from ..formats import INPUT_FORMATS
+from .inputs import Record, read_records
 from .records import doc_to_record, model_version
 from .run import BACKENDS, PipeSettings, Summary, run_pipe
 

@@ -16,7 +16,6 @@ from ..readers import doc_to_brat
 from ..readers.tac_xml import docs_to_tac_xml
 from .checkpoint import atomic_write_bytes, truncate
 
-OUTPUT_FORMATS = ("jsonl", "brat", "tac-xml", "table", "fhir")
 
 
 def dumps_line(record: Dict[str, Any]) -> bytes:

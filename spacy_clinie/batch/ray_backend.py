@@ -17,9 +17,11 @@ import json
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
-from .readers import Record, read_records
+from .inputs import Record, read_records
 from .records import doc_to_record, model_version
-from .run import Committer, Failed, PipeSettings, annotate_one, load_pipeline, release_memory
+from .committer import Committer
+from .pipeline import Failed, annotate_one, load_pipeline, release_memory
+from .settings import PipeSettings
 
 COLUMNS = ("index", "id", "text", "where", "reason", "meta")
 
@@ -115,7 +117,7 @@ class Annotator:
         rows = batch.to_pylist()
         good = [r for r in rows if not r["reason"]]
         if self.recycle_every and self._since_load >= self.recycle_every:
-            self.nlp = None  # free the old vocab first: see run._local_stream
+            self.nlp = None  # free the old vocab first: see local_backend.local_stream
             release_memory()
             self.nlp = self._load()
             self._since_load = 0
@@ -128,7 +130,7 @@ class Annotator:
         except Exception:
             if self.fail_fast:
                 raise
-            # as run._local_stream: one record at a time, to find the culprit(s)
+            # as local_backend.local_stream: one record at a time, to find the culprit(s)
             results = [annotate_one(self.nlp, text) for text in texts]
         done, failed = {}, {}
         for row, (doc, reason) in zip(good, results):

@@ -3,9 +3,8 @@ from typing import Optional
 
 import typer
 
-from ..batch import INPUT_FORMATS, PipeSettings, run_pipe
-from ..batch.output import OUTPUT_FORMATS
 from ..errors import FormatError
+from ..formats import INPUT_FORMATS, OUTPUT_FORMATS
 from ._util import Arg, Opt, app
 
 
@@ -116,6 +115,8 @@ def pipe_cli(
     note without a patient id, say) are quarantined too, with the reason,
     as are records a pipeline component raises on (its name, the exception's
     type and message). `clinie report OUTPUT` summarises a run."""
+    from ..batch import PipeSettings, run_pipe
+
     settings = PipeSettings(
         input_format=input_format,
         id_field=id_field,

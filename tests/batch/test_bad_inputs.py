@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from spacy_clinie.batch import PipeSettings, run_pipe
-from spacy_clinie.batch.readers import estimate_total, read_records
+from spacy_clinie.batch.inputs import estimate_total, read_records
 from spacy_clinie.cli import app
 from spacy_clinie.errors import FormatError
 

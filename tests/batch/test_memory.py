@@ -6,6 +6,7 @@ import gc
 from spacy.vocab import Vocab
 
 from spacy_clinie.batch import PipeSettings, run_pipe
+from spacy_clinie.batch import pipeline as pipeline_module
 from spacy_clinie.batch import run as run_module
 
 from .conftest import json_line, read_jsonl, write_jsonl
@@ -61,7 +62,7 @@ def _cycle_alive(monkeypatch, libc_missing: bool) -> bool:
         ref = weakref.ref(a)
         del a, b
         assert ref() is not None  # only the cycle collector can free it
-        run_module.release_memory()
+        pipeline_module.release_memory()
         return ref() is not None
     finally:
         gc.enable()

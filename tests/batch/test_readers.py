@@ -4,7 +4,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from spacy_clinie.batch.readers import detect_format, estimate_total, read_records
+from spacy_clinie.batch.inputs import detect_format, estimate_total, read_records
 from spacy_clinie.errors import FormatError
 
 from .conftest import good_records, json_line, write_jsonl

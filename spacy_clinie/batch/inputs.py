@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import IO, Any, Callable, Dict, Iterator, Optional, Sequence, Tuple
 
 from ..errors import FormatError
+from ..formats import INPUT_FORMATS
 
-INPUT_FORMATS = ("jsonl", "csv", "parquet", "txt")
 
 
 @dataclass
