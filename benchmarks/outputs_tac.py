@@ -133,7 +133,7 @@ def main() -> None:
     model = args.model
     if model is None:
         model = str(out / "en_clinie_ade")
-        results["assemble_s"] = round(sh([py, "-m", "spacy_clinie.batch.package", "configs/en_clinie_ade.cfg", model,
+        results["assemble_s"] = round(sh([py, "-m", "spacy_clinie", "package", "configs/en_clinie_ade.cfg", model,
                                           "--paths.tagger", str(args.tagger), "--paths.terms", "corpus/train.spacy"]), 1)
     results["model"] = model
     src = out / "tac_test.jsonl"

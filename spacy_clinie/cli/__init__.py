@@ -6,6 +6,7 @@ from . import review  # noqa: F401
 from . import kfold  # noqa: F401
 from . import report  # noqa: F401
 from . import calibrate  # noqa: F401
+from . import package  # noqa: F401
 from . import tune_verifier  # noqa: F401
 from ._util import app
 

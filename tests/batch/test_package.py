@@ -13,7 +13,7 @@ import pytest
 from spacy.tokens import Span
 from spacy.training import Example
 
-from spacy_clinie.batch.package import performance, write_meta
+from spacy_clinie.packaging import performance, write_meta
 from spacy_clinie.pipeline.context import add_context_pipes
 from spacy_clinie.tokenizer import make_blank
 

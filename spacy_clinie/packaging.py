@@ -6,20 +6,17 @@ pipeline ships some switched off (``[nlp] disabled``: the relation linker
 until a corpus with relations trains it), and those must still be
 initialised to be saved and enabled later with ``nlp.enable_pipe``. So this
 does what ``spacy assemble`` does, with the disabled, non-sourced components
-initialised too.
+initialised too. ``clinie package`` (cli/package.py) is the command:
 
-    python -m spacy_clinie.batch.package configs/en_clinie_ade.cfg training/en_clinie_ade \\
+    clinie package configs/en_clinie_ade.cfg training/en_clinie_ade \\
         --metrics metrics/ade_cpu_test.json --paths.tagger training/ade_cpu/model-best
 """
 
-import argparse
-import json
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Union
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 import srsly
 from spacy import util
-from spacy.cli._util import parse_config_overrides
 from spacy.language import Language
 from spacy.training.initialize import get_sourced_components
 
@@ -83,32 +80,21 @@ def write_meta(model_dir: Union[str, Path], metrics: List[Union[str, Path]], **f
     return meta
 
 
-def main(argv: Optional[List[str]] = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("config", type=Path)
-    parser.add_argument("output", type=Path)
-    parser.add_argument(
-        "--metrics", type=Path, action="append", default=[], help="clinie evaluate --output JSON"
-    )
-    parser.add_argument("--name", default="clinie_ade")
-    parser.add_argument("--version", default=None)
-    parser.add_argument("--description", default="spacy-clinie ADE pipeline")
-    args, rest = parser.parse_known_args(argv)
-    overrides = parse_config_overrides(rest) if rest else {}
-    for path in args.metrics:
+def package(
+    config_path: Union[str, Path],
+    output: Union[str, Path],
+    metrics: Iterable[Union[str, Path]] = (),
+    overrides: Optional[Dict[str, Any]] = None,
+    **fields: Any,
+) -> Tuple[Language, Dict[str, Any]]:
+    """Assemble ``config_path`` into ``output`` and merge the ``metrics``
+    files' scores and ``fields`` (name, version, description) into its
+    meta.json. A missing metrics file is an error before any work."""
+    metrics = [Path(p) for p in metrics]
+    for path in metrics:
         if not path.exists():
-            raise SystemExit(f"error: {path}: no such metrics file")
-    nlp = assemble(args.config, overrides)
-    nlp.to_disk(args.output)
-    meta = write_meta(
-        args.output, args.metrics, name=args.name, version=args.version, description=args.description
-    )
-    scores = {k: round(v, 4) for k, v in meta.get("performance", {}).items() if isinstance(v, float)}
-    print(f"assembled {nlp.pipe_names} (disabled: {list(nlp.disabled)}) into {args.output}")
-    print(f"meta performance: {json.dumps(scores)}")
-
-
-if __name__ == "__main__":
-    main()
+            raise ValueError(f"{path}: no such metrics file")
+    nlp = assemble(config_path, overrides)
+    nlp.to_disk(output)
+    meta = write_meta(output, metrics, **fields)
+    return nlp, meta
