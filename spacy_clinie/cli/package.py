@@ -24,8 +24,8 @@ def package_cli(
     `spacy package`, with the test scores in meta.json.
 
     Like `spacy assemble`, but the components the config ships switched off
-    ([nlp] disabled, e.g. the relation linker) are initialised too, so that
-    they are saved and can be enabled later. Extra options override the
+    (the nlp section's `disabled` list, e.g. the relation linker) are
+    initialised too, so that they are saved and can be enabled later. Extra options override the
     config, as with spaCy's commands: --paths.tagger training/ade_cpu/model-best.
 
     Example: clinie package configs/en_clinie_ade.cfg training/en_clinie_ade
