@@ -139,6 +139,12 @@ def read_onsides(
             for key in ("label_id", "section_name", "section_text", "adverse_events"):
                 if key not in record or record[key] is None:
                     raise FormatError(Errors.E006.format(field=key), path=path, record=rec_id)
+            for key in ("label_id", "section_name"):  # they name the Doc and its output files
+                if not isinstance(record[key], str) or not record[key].strip():
+                    reason = "empty" if isinstance(record[key], str) else f"{type(record[key]).__name__}, not a string"
+                    raise FormatError(
+                        Errors.E007.format(field=key, value=str(record[key])[:80], reason=reason), path=path, record=rec_id
+                    )
             rec_id = f"#{i} ({record['label_id']}/{record['section_name']})"
             if not isinstance(record["section_text"], str) or not record["section_text"].strip():
                 raise FormatError("empty section_text", path=path, record=rec_id)

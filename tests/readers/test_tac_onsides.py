@@ -158,3 +158,18 @@ def test_bad_files(nlp, tmp_path, content, message):
     with pytest.raises(FormatError, match=message) as err:
         list(read_onsides(nlp, path))
     assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("field,value", [("label_id", ["DRUGZ"]), ("label_id", {"x": 1}), ("section_name", 7), ("label_id", "  ")])
+def test_ids_of_the_wrong_type_are_reported_not_crashing_convert(tmp_path, field, value):
+    """Found by benchmarks/fuzz_inputs.py: a list label_id went into the Doc
+    and `clinie convert` died with TypeError (unhashable list) in its stats."""
+    from spacy_clinie.convert import convert
+
+    path = _write(tmp_path, [dict(GOOD, **{field: value}), dict(GOOD, label_id="DRUGY")])
+    result = convert(path, tmp_path / "out", "tac-onsides", dev_fraction=0.0)
+    (split,) = result["splits"].values()
+    assert split["stats"]["docs"] == 1
+    skipped = split["report"]["skipped"]
+    assert len(skipped) == 1 and skipped[0]["path"] == str(path) and skipped[0]["record"].startswith("#0")
+    assert field in skipped[0]["reason"]
