@@ -235,7 +235,7 @@ def mutate_onsides(rng: random.Random, secs: List[Dict[str, Any]]) -> List[str]:
             if isinstance(entry, list) and entry:
                 j = rng.randrange(len(entry))
                 entry[j] = rng.choice([wrong_value(rng), str(10**9), "-5", "12,4", None])
-        elif kind == "drop_key":
+        elif kind == "drop_key" and sec:
             sec.pop(rng.choice(list(sec)), None)
         elif kind == "huge_text":
             sec["section_text"] = ("Nausea and rash were reported. " * 40_000)[: rng.choice([200_000, 1_200_000])]
