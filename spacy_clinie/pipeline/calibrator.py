@@ -28,6 +28,7 @@ from spacy.language import Language
 from spacy.pipeline import Pipe
 from spacy.tokens import Doc
 
+from ..errors import Errors
 from ..extensions import MENTIONS_KEY, get_mentions, register_extensions
 from ..scoring import normalize_string, span_text
 from ..scoring.calibration import (
@@ -67,7 +68,7 @@ class IsotonicMap:
         scores = numpy.asarray(scores, dtype="float64")
         outcomes = numpy.asarray(outcomes, dtype="float64")
         if len(scores) == 0:
-            raise ValueError("cannot fit a calibration map on no predictions")
+            raise ValueError(Errors.E101)
         reg = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip")
         reg.fit(scores, outcomes)
         return cls(x=[float(v) for v in reg.X_thresholds_], y=[float(v) for v in reg.y_thresholds_], n=len(scores))
@@ -150,7 +151,7 @@ class ConfidenceCalibrator(Pipe):
         maps = data.get("maps", data)
         unknown = set(maps) - set(LEVELS)
         if unknown:
-            raise ValueError(f"{self.name}: unknown calibration levels {sorted(unknown)} (expected {LEVELS})")
+            raise ValueError(Errors.E102.format(name=self.name, unknown=sorted(unknown), levels=LEVELS))
         self.maps = {level: IsotonicMap.from_dict(maps[level]) for level in LEVELS if level in maps}
         self.fit_report = data.get("fit", {})
 

@@ -35,6 +35,7 @@ from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 from spacy.language import Language
 from spacy.tokens import Doc, Span
 
+from ..errors import Errors
 from ..extensions import MENTIONS_KEY, get_mentions, register_extensions
 from .relation_linker import PREDICTED_BY, ensure_mention_ids
 
@@ -126,13 +127,13 @@ class DrugAdeLinker:
     ) -> None:
         register_extensions()
         if rule not in RULES:
-            raise ValueError(f"[{name}] rule must be one of {RULES}, got {rule!r}")
+            raise ValueError(Errors.E103.format(name=name, rules=RULES, rule=rule))
         if max_distance < 0:
-            raise ValueError(f"[{name}] max_distance must be 0 (no limit) or positive, got {max_distance}")
+            raise ValueError(Errors.E104.format(name=name, max_distance=max_distance))
         if not 0.0 <= linker_min_score <= 1.0:
-            raise ValueError(f"[{name}] linker_min_score must lie in [0, 1], got {linker_min_score}")
+            raise ValueError(Errors.E105.format(name=name, linker_min_score=linker_min_score))
         if linker and not (linker_positive or linker_negative):
-            raise ValueError(f"[{name}] linker {linker!r} is set but neither linker_positive nor linker_negative names its labels")
+            raise ValueError(Errors.E106.format(name=name, linker=linker))
         self.name = name
         self.spans_key = spans_key
         self.label = label
@@ -175,10 +176,7 @@ class DrugAdeLinker:
 
     def _sentence_drugs(self, doc: Doc, drugs: List[Span]) -> Dict[int, List[Span]]:
         if not doc.has_annotation("SENT_START"):
-            raise ValueError(
-                f"[{self.name}] needs sentence boundaries: add a sentencizer (or parser) before it "
-                f"(doc {doc._.doc_id or doc.text[:40]!r})"
-            )
+            raise ValueError(Errors.E147.format(name=self.name, doc=doc._.doc_id or doc.text[:40]))
         out: Dict[int, List[Span]] = {}
         for drug in drugs:
             out.setdefault(drug.sent.start, []).append(drug)

@@ -28,6 +28,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from spacy.language import Language
 from spacy.tokens import Doc, Span
 
+from ..errors import Errors
 from ..extensions import MENTIONS_KEY, get_mentions, register_extensions, set_mention_attrs
 from ..kb.drugs import DrugDictionary, DrugMatch, first_word, package_stopwords
 from ..util import is_abbreviation
@@ -135,7 +136,7 @@ class DrugNER:
     ) -> None:
         register_extensions()
         if max_tokens < 1:
-            raise ValueError(f"[{name}] max_tokens must be at least 1, got {max_tokens}")
+            raise ValueError(Errors.E107.format(name=name, max_tokens=max_tokens))
         self.name = name
         self.dictionary = dictionary
         self.spans_key = spans_key

@@ -45,6 +45,7 @@ from spacy.training import Example
 from spacy.util import minibatch
 from spacy.vocab import Vocab
 
+from ..errors import Errors
 from ..extensions import MENTIONS_KEY, register_extensions, set_mention_attrs
 from ..scoring.components import score_ensemble
 from ..sentences import SENTENCES_KEY, kept_token_indices, tokens_doc
@@ -237,7 +238,7 @@ class Ensemble(Pipe):
         scorer: Optional[Callable] = score_ensemble,
     ) -> None:
         if voting not in METHODS:
-            raise ValueError(f"[{name}] voting must be one of {METHODS}, got {voting!r}")
+            raise ValueError(Errors.E108.format(name=name, methods=METHODS, voting=voting))
         register_extensions()
         self.vocab = vocab
         self.name = name
@@ -245,7 +246,7 @@ class Ensemble(Pipe):
         self.extra_members: Dict[str, Any] = dict(extra_members or {})
         for key, member in self.extra_members.items():
             if not callable(getattr(member, "predict", None)):
-                raise TypeError(f"[{name}] extra member {key!r} has no predict(docs) method")
+                raise TypeError(Errors.E109.format(name=name, key=key))
         self.pipelines: Dict[str, Language] = {}
         self.cfg: Dict[str, Any] = {
             "member_paths": [str(p) for p in members],
@@ -289,7 +290,7 @@ class Ensemble(Pipe):
         """Add a loaded pipeline as a member; returns its name."""
         name = name or f"member{len(self.pipelines)}"
         if name in self.pipelines or name in self.extra_members:
-            raise ValueError(f"[{self.name}] duplicate member name {name!r}")
+            raise ValueError(Errors.E110.format(name=self.name, member=name))
         self.pipelines[name] = nlp
         self.cfg["member_names"] = list(self.pipelines)
         self._update_member_info(name, nlp)
@@ -300,7 +301,7 @@ class Ensemble(Pipe):
         if key and name not in self.cfg["weights"]:
             perf = (nlp.meta.get("performance") or {}).get(key)
             if perf is None:
-                raise ValueError(f"[{self.name}] member {name!r} has no meta['performance'][{key!r}] for weights_from")
+                raise ValueError(Errors.E111.format(name=self.name, member=name, key=key))
             self.cfg["weights"][name] = float(perf)
         labels, exclusive = textcat_info(nlp)
         self.cfg["cat_labels"] += [lab for lab in labels if lab not in self.cfg["cat_labels"]]
@@ -325,7 +326,7 @@ class Ensemble(Pipe):
         self.cfg["cat_labels"] = []
         for path in paths:
             if not Path(path).exists():
-                raise ValueError(f"[{self.name}] member pipeline not found: {path}")
+                raise ValueError(Errors.E112.format(name=self.name, path=path))
             self.add_member(spacy.load(path))
         for member in self.extra_members.values():
             init = getattr(member, "initialize", None)
@@ -336,12 +337,12 @@ class Ensemble(Pipe):
     def _check(self) -> None:
         n = len(self.member_names)
         if not n:
-            raise ValueError(f"[{self.name}] no ensemble members: list pipeline paths in `members` or give extra_members")
+            raise ValueError(Errors.E113.format(name=self.name))
         if self.cfg["voting"] == "hard" and self.cfg["min_votes"] is not None and not 1 <= self.cfg["min_votes"] <= n:
-            raise ValueError(f"[{self.name}] min_votes must be in [1, {n}], got {self.cfg['min_votes']}")
+            raise ValueError(Errors.E114.format(name=self.name, n=n, min_votes=self.cfg['min_votes']))
         unknown = set(self.cfg["weights"]) - set(self.member_names)
         if unknown:
-            raise ValueError(f"[{self.name}] weights for unknown members {sorted(unknown)}; members: {self.member_names}")
+            raise ValueError(Errors.E115.format(name=self.name, unknown=sorted(unknown), member_names=self.member_names))
 
     # ------------------------------------------------------------ inference
 
@@ -349,12 +350,12 @@ class Ensemble(Pipe):
         """Per member, per doc predictions (docs are not modified)."""
         docs = list(docs)
         if not self.member_names:
-            raise ValueError(f"[{self.name}] the ensemble has no members: call nlp.initialize() or load a saved ensemble")
+            raise ValueError(Errors.E116.format(name=self.name))
         out = []
         for name, member in zip(self.member_names, self._members()):
             preds = list(member.predict(docs))
             if len(preds) != len(docs):
-                raise ValueError(f"[{self.name}] member {name!r} returned {len(preds)} predictions for {len(docs)} docs")
+                raise ValueError(Errors.E117.format(name=self.name, member=name, n_preds=len(preds), n_docs=len(docs)))
             out.append(preds)
         return out
 

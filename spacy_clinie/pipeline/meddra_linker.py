@@ -24,6 +24,7 @@ from spacy.tokens import Doc, Span
 from spacy.training import Example, validate_get_examples
 from spacy.vocab import Vocab
 
+from ..errors import Errors
 from ..scoring import meddra as _meddra_scorer  # noqa: F401  (registers clinie.meddra_scorer.v1)
 from ..extensions import MENTIONS_KEY, get_mentions, register_extensions
 from ..kb.index import Candidate, MeddraCandidateGenerator, MeddraIndex
@@ -101,7 +102,7 @@ class MeddraLinker(Pipe):
     ) -> None:
         register_extensions()
         if top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {top_k}")
+            raise ValueError(Errors.E118.format(top_k=top_k))
         self.vocab = vocab
         self.name = name
         self.normalizer = normalizer
@@ -136,11 +137,7 @@ class MeddraLinker(Pipe):
             validate_get_examples(get_examples, "MeddraLinker.initialize")
             terms = terms_from_docs(eg.reference for eg in get_examples())
         if not terms:
-            raise ValueError(
-                f"[{self.name}] no MedDRA terms: pass initialize(kb_loader=...) "
-                "(e.g. clinie.MeddraAsciiLoader.v1 or clinie.MeddraTermsTable.v1) "
-                "or examples whose mentions carry span._.meddra"
-            )
+            raise ValueError(Errors.E148.format(name=self.name))
         self.set_terms(terms)
 
     def set_terms(self, terms: List[Term]) -> None:
@@ -148,7 +145,7 @@ class MeddraLinker(Pipe):
 
     def _require_index(self) -> MeddraIndex:
         if self.index is None:
-            raise ValueError(f"[{self.name}] the MedDRA index is empty: call nlp.initialize(...) with a kb_loader first")
+            raise ValueError(Errors.E119.format(name=self.name))
         return self.index
 
     # ------------------------------------------------------------ predict
@@ -190,7 +187,7 @@ class MeddraLinker(Pipe):
         for doc, per_span in zip(docs, candidates):
             spans = self._targets(doc)
             if len(spans) != len(per_span):
-                raise ValueError(f"[{self.name}] {len(per_span)} predictions for {len(spans)} mentions in doc {doc._.doc_id or ''}")
+                raise ValueError(Errors.E120.format(name=self.name, n_per_span=len(per_span), n_spans=len(spans), doc_id=doc._.doc_id or ''))
             for span, cands in zip(spans, per_span):
                 if not overwrite and span._.meddra:
                     continue
@@ -243,10 +240,7 @@ class MeddraLinker(Pipe):
         if self.encoder is None:
             return  # surface-only linking with a richer index is fine
         if index.encoder_name != self.encoder.model_name:
-            raise ValueError(
-                f"[{self.name}] the saved MedDRA index was embedded with {index.encoder_name!r} "
-                f"but the encoder is {self.encoder.model_name!r}: re-initialize, or set the encoder model back"
-            )
+            raise ValueError(Errors.E149.format(name=self.name, saved=index.encoder_name, encoder=self.encoder.model_name))
 
     def to_bytes(self, *, exclude: Iterable[str] = tuple()) -> bytes:
         serializers: Dict[str, Callable[[], Any]] = {"cfg": lambda: srsly.json_dumps(self.cfg)}
@@ -290,7 +284,7 @@ def find_linker(nlp: Language) -> MeddraLinker:
     for _, proc in nlp.pipeline:
         if isinstance(proc, MeddraLinker):
             return proc
-    raise ValueError(f"no clinie_meddra_linker in the pipeline (components: {', '.join(nlp.pipe_names) or 'none'})")
+    raise ValueError(Errors.E121.format(components=', '.join(nlp.pipe_names) or 'none'))
 
 
 def link_gold_mentions(linker: MeddraLinker, gold: Iterable[Doc], *, batch_size: int = 64) -> List[Doc]:

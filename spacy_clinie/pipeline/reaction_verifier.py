@@ -40,6 +40,7 @@ from thinc.types import Floats2d
 from ..candidates.coordination import CoordinationCandidate
 from ..candidates.dictionary import TermDictionary, gold_reaction_strings
 from ..candidates.reactions import ReactionCandidate, candidate_features, gather_candidates, gold_labels
+from ..errors import Errors
 from ..extensions import MENTIONS_KEY, get_mentions, register_extensions, set_mention_attrs
 from ..ml import reaction_verifier  # noqa: F401  (registers the architecture)
 from ..scoring import ADR_LABEL, normalize_string, span_text
@@ -329,7 +330,7 @@ class ReactionVerifier(TrainablePipe):
 
     def _loss(self, scores: Floats2d, truths: Floats2d) -> Tuple[float, Floats2d]:
         if truths.shape != scores.shape:
-            raise ValueError(f"[{self.name}] {scores.shape[0]} scored candidates but {truths.shape[0]} targets")
+            raise ValueError(Errors.E152.format(name=self.name, n_scored=scores.shape[0], n_targets=truths.shape[0]))
         d_scores = (scores - truths) / max(1, scores.shape[0])
         p = self.model.ops.xp.clip(scores, 1e-7, 1 - 1e-7)
         loss = -(truths * self.model.ops.xp.log(p) + (1 - truths) * self.model.ops.xp.log(1 - p)).mean()
@@ -366,11 +367,11 @@ class ReactionVerifier(TrainablePipe):
         self._train_cache = {}
         self.dictionary = TermDictionary(self.vocab).build((eg.reference for eg in get_examples()), self.make_doc, label=self.label)
         if not len(self.dictionary) and self.use_dictionary:
-            raise ValueError(f"[{self.name}] the training examples hold no {self.label!r} reactions to build the dictionary from")
+            raise ValueError(Errors.E153.format(name=self.name, label=self.label))
         sample = list(islice(get_examples(), 10))
         feats, truths = self._batch(sample)
         if feats.shape[0] == 0:
-            raise ValueError(f"[{self.name}] no candidates in the first training examples")
+            raise ValueError(Errors.E154.format(name=self.name))
         self.model.initialize(X=self.model.ops.asarray2f(feats), Y=self.model.ops.asarray2f(truths))
 
     # ------------------------------------------------------------ serialisation

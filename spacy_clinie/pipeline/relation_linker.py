@@ -24,6 +24,7 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 from thinc.types import Floats2d
 
+from ..errors import Errors
 from ..extensions import MENTIONS_KEY, register_extensions
 from ..ml import rel_model  # noqa: F401  (registers the architectures)
 from ..ml.optimizers import ScaledOptimizer
@@ -145,9 +146,9 @@ class RelationLinker(TrainablePipe):
     ) -> None:
         register_extensions()
         if not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
+            raise ValueError(Errors.E122.format(threshold=threshold))
         if head_lr_scale <= 0:
-            raise ValueError(f"head_lr_scale must be positive, got {head_lr_scale}")
+            raise ValueError(Errors.E123.format(head_lr_scale=head_lr_scale))
         self.vocab = vocab
         self.model = model
         self.name = name
@@ -176,7 +177,7 @@ class RelationLinker(TrainablePipe):
 
     def add_label(self, label: str) -> int:
         if not isinstance(label, str):
-            raise ValueError(f"relation labels must be strings, got {label!r}")
+            raise ValueError(Errors.E124.format(label=label))
         if label in self.labels:
             return 0
         self._allow_extra_label()
@@ -241,7 +242,7 @@ class RelationLinker(TrainablePipe):
                     )
             doc._.relations = relations
         if i != len(scores):
-            raise ValueError(f"{len(scores)} score rows for {i} candidate pairs: were the docs changed after predict?")
+            raise ValueError(Errors.E125.format(n_scores=len(scores), n_pairs=i))
 
     # ------------------------------------------------------------ training
 
@@ -294,7 +295,7 @@ class RelationLinker(TrainablePipe):
         validate_examples(examples, "RelationLinker.get_loss")
         truths = self.model.ops.asarray2f(self._truths(examples))
         if truths.shape != scores.shape:
-            raise ValueError(f"{scores.shape[0]} scored pairs but {truths.shape[0]} targets")
+            raise ValueError(Errors.E126.format(n_scored=scores.shape[0], n_targets=truths.shape[0]))
         d_scores = scores - truths
         if scores.size == 0:
             return 0.0, d_scores
@@ -352,9 +353,7 @@ class RelationLinker(TrainablePipe):
                 for rel in eg.reference._.relations or []:
                     self.add_label(rel["label"])
         if not self.labels:
-            raise ValueError(
-                f"[{self.name}] no relation labels: pass labels to initialize or give it examples with doc._.relations"
-            )
+            raise ValueError(Errors.E150.format(name=self.name))
         self.model.get_ref("output_layer").set_dim("nO", len(self.labels))
         sample = [eg.reference for eg in islice(get_examples(), 10)]
         self.model.initialize(X=sample)
@@ -362,7 +361,7 @@ class RelationLinker(TrainablePipe):
     def _allow_extra_label(self) -> None:
         output = self.model.get_ref("output_layer")
         if output.has_param("W") is True:
-            raise ValueError(f"[{self.name}] cannot add a label after the model was initialized")
+            raise ValueError(Errors.E127.format(name=self.name))
 
     # ------------------------------------------------------------ scoring
 

@@ -35,6 +35,7 @@ from spacy.training import Example
 from spacy.util import minibatch
 from spacy.vocab import Vocab
 
+from ..errors import Errors
 from ..extensions import MENTIONS_KEY
 from ..scoring.components import score_sentence_filter
 from ..sentences import SENTENCES_KEY, sentence_units, unit_doc
@@ -103,7 +104,7 @@ class SentenceFilter(Pipe):
         scorer: Optional[Callable] = score_sentence_filter,
     ) -> None:
         if not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"[{name}] threshold must be in [0, 1], got {threshold}")
+            raise ValueError(Errors.E128.format(name=name, threshold=threshold))
         self.vocab = vocab
         self.name = name
         self.scorer = scorer
@@ -131,9 +132,9 @@ class SentenceFilter(Pipe):
 
         path = classifier or self.cfg["classifier_path"]
         if not path:
-            raise ValueError(f"[{self.name}] no classifier: set `classifier` to the path of a pipeline that sets doc.cats")
+            raise ValueError(Errors.E129.format(name=self.name))
         if not Path(path).exists():
-            raise ValueError(f"[{self.name}] classifier pipeline not found: {path}")
+            raise ValueError(Errors.E130.format(name=self.name, path=path))
         self.cfg["classifier_path"] = str(path)
         self.set_classifier(spacy.load(path))
 
@@ -143,7 +144,7 @@ class SentenceFilter(Pipe):
 
         labels, _ = textcat_info(nlp)
         if labels and self.cfg["positive_label"] not in labels:
-            raise ValueError(f"[{self.name}] positive_label {self.cfg['positive_label']!r} is not a classifier label {labels}")
+            raise ValueError(Errors.E131.format(name=self.name, positive_label=self.cfg['positive_label'], labels=labels))
         self.classifier = nlp
 
     def units(self, doc: Doc) -> List[Unit]:
@@ -152,7 +153,7 @@ class SentenceFilter(Pipe):
     def predict(self, docs: Iterable[Doc]) -> List[List[Tuple[Unit, float]]]:
         """Per doc, its units with the classifier's positive-label score."""
         if self.classifier is None:
-            raise ValueError(f"[{self.name}] no classifier loaded: call nlp.initialize() or load a saved pipeline")
+            raise ValueError(Errors.E132.format(name=self.name))
         docs = list(docs)
         units = [self.units(doc) for doc in docs]
         flat = (unit_doc(doc, s, e, self.classifier.vocab) for doc, us in zip(docs, units) for s, e in us)

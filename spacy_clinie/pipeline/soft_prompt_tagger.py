@@ -37,6 +37,7 @@ from spacy.util import SimpleFrozenList
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
+from ..errors import Errors
 from ..extensions import MENTIONS_KEY, register_extensions, set_mention_attrs
 from ..ml.soft_prompt import INFERENCE
 from ..sentences import SENTENCES_KEY, kept_token_indices
@@ -127,7 +128,7 @@ class SoftPromptTagger(TrainablePipe):
         scorer: Optional[Callable] = None,
     ) -> None:
         if aux_task not in AUX_TASKS:
-            raise ValueError(f"aux_task must be one of {AUX_TASKS}, got {aux_task!r}")
+            raise ValueError(Errors.E133.format(aux_tasks=AUX_TASKS, aux_task=aux_task))
         register_extensions()
         self.vocab = vocab
         self.model = model
@@ -156,7 +157,7 @@ class SoftPromptTagger(TrainablePipe):
     @inference.setter
     def inference(self, value: str) -> None:
         if value not in INFERENCE:
-            raise ValueError(f"[{self.name}] inference must be one of {INFERENCE}, got {value!r}")
+            raise ValueError(Errors.E134.format(name=self.name, choices=INFERENCE, value=value))
         if value == "bf16" and not _native_bf16():
             warnings.warn(f"[{self.name}] inference = 'bf16' on a CPU without bf16 instructions (AVX512-BF16/AMX) is emulated and usually slower than fp32")
         self._inference = value
@@ -242,9 +243,9 @@ class SoftPromptTagger(TrainablePipe):
             self.cfg["labels"] = sorted(concepts)
             self.cfg["aux_labels"] = sorted(aux)
         if not self.cfg["labels"]:
-            raise ValueError(f"[{self.name}] no labels: the examples have no spans under doc.spans[{key!r}] and none were given.")
+            raise ValueError(Errors.E135.format(name=self.name, key=key))
         if self.cfg["aux_task"] != "none" and not self.cfg["aux_labels"]:
-            raise ValueError(f"[{self.name}] aux_task={self.cfg['aux_task']!r} but the data gives no aux labels; use aux_task = \"none\".")
+            raise ValueError(Errors.E136.format(name=self.name, aux_task=self.cfg['aux_task']))
         self.model.attrs["tag_names"] = self.tag_names
         self.model.initialize()
 
@@ -383,7 +384,7 @@ def find_tagger(nlp: Language, name: Optional[str] = None) -> Tuple[str, "SoftPr
     found = [(n, p) for n, p in nlp.pipeline if isinstance(p, SoftPromptTagger) and (name is None or n == name)]
     if len(found) != 1:
         names = [n for n, p in nlp.pipeline if isinstance(p, SoftPromptTagger)]
-        raise ValueError(f"need exactly one clinie_soft_prompt_tagger{f' named {name!r}' if name else ''}; pipeline has {names}")
+        raise ValueError(Errors.E151.format(named=f" named {name!r}" if name else "", names=names))
     return found[0]
 
 

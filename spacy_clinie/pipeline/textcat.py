@@ -19,6 +19,8 @@ from spacy.vocab import Vocab
 from thinc.api import Model
 from thinc.types import Floats2d
 
+from ..errors import Errors
+
 
 @Language.factory(
     "clinie_textcat",
@@ -69,7 +71,7 @@ class WeightedTextCategorizer(TextCategorizer):
         super().__init__(vocab, model, name, threshold=threshold, scorer=scorer)
         weights = {k: float(v) for k, v in (label_weights or {}).items()}
         if any(v < 0 for v in weights.values()):
-            raise ValueError(f"[{name}] label_weights must be >= 0, got {weights}")
+            raise ValueError(Errors.E137.format(name=name, weights=weights))
         self.cfg["label_weights"] = weights
 
     def row_weights(self, truths) -> "Floats2d":

@@ -29,6 +29,8 @@ probability is >= ``member_threshold``.
 from dataclasses import dataclass
 from typing import Dict, Hashable, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
+from ..errors import Errors
+
 K = TypeVar("K", bound=Hashable)
 SpanKey = Tuple[int, int, str]
 
@@ -48,7 +50,7 @@ class Vote:
 
 def check_method(method: str) -> None:
     if method not in METHODS:
-        raise ValueError(f"voting must be one of {METHODS}, got {method!r}")
+        raise ValueError(Errors.E138.format(methods=METHODS, method=method))
 
 
 def normalise_weights(n: int, weights: Optional[Sequence[float]], method: str) -> List[float]:
@@ -58,12 +60,12 @@ def normalise_weights(n: int, weights: Optional[Sequence[float]], method: str) -
     if method != "weighted_soft":
         return [1.0] * n
     if weights is None:
-        raise ValueError("voting = 'weighted_soft' needs a weight per member")
+        raise ValueError(Errors.E139)
     weights = [float(w) for w in weights]
     if len(weights) != n:
-        raise ValueError(f"{len(weights)} weights for {n} members")
+        raise ValueError(Errors.E140.format(n_weights=len(weights), n=n))
     if any(w < 0 for w in weights) or sum(weights) <= 0:
-        raise ValueError(f"weights must be >= 0 with a positive sum, got {weights}")
+        raise ValueError(Errors.E141.format(weights=weights))
     return weights
 
 
@@ -93,13 +95,13 @@ def vote(
     """Accepted keys with their votes. ``members``: one mapping key ->
     confidence per member (an empty mapping: the member predicted nothing)."""
     if not members:
-        raise ValueError("no ensemble members: nothing to vote on")
+        raise ValueError(Errors.E142)
     n = len(members)
     w = normalise_weights(n, weights, method)
     total_w = sum(w)
     need = default_min_votes(n) if min_votes is None else int(min_votes)
     if method == "hard" and not 1 <= need <= n:
-        raise ValueError(f"min_votes must be in [1, {n}], got {need}")
+        raise ValueError(Errors.E143.format(n=n, need=need))
     keys = {k for m in members for k in m}
     out: Dict[K, Vote] = {}
     for key in keys:
@@ -174,10 +176,10 @@ def vote_cats(
     votes (default strict majority), else 0.0. ``threshold`` is not used by
     exclusive voting (the argmax wins) nor by hard voting."""
     if not members:
-        raise ValueError("no ensemble members: nothing to vote on")
+        raise ValueError(Errors.E142)
     labels = list(labels)
     if not labels:
-        raise ValueError("no labels to vote on")
+        raise ValueError(Errors.E145)
     n = len(members)
     w = normalise_weights(n, weights, method)
     total_w = sum(w)
@@ -196,7 +198,7 @@ def vote_cats(
         return {lab: 1.0 if lab == winner else 0.0 for lab in labels}
     need = default_min_votes(n) if min_votes is None else int(min_votes)
     if not 1 <= need <= n:
-        raise ValueError(f"min_votes must be in [1, {n}], got {need}")
+        raise ValueError(Errors.E143.format(n=n, need=need))
     return {
         lab: 1.0 if sum(float(m.get(lab, 0.0)) >= member_threshold for m in members) >= need else 0.0 for lab in labels
     }
