@@ -43,6 +43,7 @@ from ..candidates.reactions import ReactionCandidate, candidate_features, gather
 from ..errors import Errors
 from ..extensions import MENTIONS_KEY, get_mentions, register_extensions, set_mention_attrs
 from ..ml import reaction_verifier  # noqa: F401  (registers the architecture)
+from ..ml.losses import binary_cross_entropy
 from ..scoring import ADR_LABEL, normalize_string, span_text
 from ..scoring.reactions import score_reactions
 from .relation_linker import ensure_mention_ids
@@ -332,9 +333,7 @@ class ReactionVerifier(TrainablePipe):
         if truths.shape != scores.shape:
             raise ValueError(Errors.E152.format(name=self.name, n_scored=scores.shape[0], n_targets=truths.shape[0]))
         d_scores = (scores - truths) / max(1, scores.shape[0])
-        p = self.model.ops.xp.clip(scores, 1e-7, 1 - 1e-7)
-        loss = -(truths * self.model.ops.xp.log(p) + (1 - truths) * self.model.ops.xp.log(1 - p)).mean()
-        return float(loss), d_scores
+        return binary_cross_entropy(self.model.ops, scores, truths), d_scores
 
     def update(
         self,

@@ -26,6 +26,7 @@ from thinc.types import Floats2d
 
 from ..errors import Errors
 from ..extensions import MENTIONS_KEY, register_extensions
+from ..ml.losses import binary_cross_entropy
 from ..ml import rel_model  # noqa: F401  (registers the architectures)
 from ..ml.optimizers import ScaledOptimizer
 from ..scoring.components import score_relations
@@ -297,11 +298,7 @@ class RelationLinker(TrainablePipe):
         if truths.shape != scores.shape:
             raise ValueError(Errors.E126.format(n_scored=scores.shape[0], n_targets=truths.shape[0]))
         d_scores = scores - truths
-        if scores.size == 0:
-            return 0.0, d_scores
-        p = self.model.ops.xp.clip(scores, 1e-7, 1 - 1e-7)
-        loss = -(truths * self.model.ops.xp.log(p) + (1 - truths) * self.model.ops.xp.log(1 - p)).mean()
-        return float(loss), d_scores
+        return binary_cross_entropy(self.model.ops, scores, truths), d_scores
 
     def update(
         self,
