@@ -13,27 +13,24 @@ its strings in new text (case-insensitive, on token boundaries) to propose
 the reactions a tagger missed.
 """
 
-from collections import defaultdict
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 import srsly
 from spacy.matcher import PhraseMatcher
 from spacy.tokens import Doc, Span
 from spacy.vocab import Vocab
 
-from ..extensions import MENTIONS_KEY, get_mentions
-from ..scoring import ADR_LABEL, normalize_string, span_text
+from ..extensions import MENTIONS_KEY
+from ..scoring import ADR_LABEL, gold_strings, normalize_string
 
 # per string: {label_id: [sections where it occurs, sections where it is gold]}
 Counts = Dict[str, Dict[str, List[int]]]
 
 
 def gold_reaction_strings(doc: Doc, label: str = ADR_LABEL, spans_key: str = MENTIONS_KEY) -> Set[str]:
-    """The normalised reaction strings a reference doc lists: ``doc._.reactions``
-    when present (TAC's unit, discontiguous entries included), else its spans."""
-    if doc._.reactions:
-        return {normalize_string(r["str"]) for r in doc._.reactions if r.get("str")}
-    return {normalize_string(span_text(s)) for s in get_mentions(doc, spans_key) if s.label_ == label}
+    """The normalised ``label`` strings a reference doc lists (``scoring.gold_strings``:
+    ``doc._.reactions`` when present, discontiguous entries included, else its spans)."""
+    return gold_strings(doc, spans_key).get(label, set())
 
 
 class TermDictionary:
@@ -83,7 +80,6 @@ class TermDictionary:
         for start in range(0, len(patterns), 1000):
             matcher.add("TERM", patterns[start : start + 1000])
         self._matcher = matcher
-        self._make_doc = make_doc
 
     # ------------------------------------------------------------ use
 

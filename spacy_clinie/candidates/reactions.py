@@ -13,7 +13,6 @@ predictions are in-sample and would look better than they are.
 """
 
 import math
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
@@ -21,7 +20,7 @@ import numpy
 from spacy.tokens import Doc, Span
 
 from ..extensions import MENTIONS_KEY, get_mentions
-from ..scoring import ADR_LABEL, normalize_string, span_text
+from ..scoring import ADR_LABEL, normalize_string
 from .coordination import CoordinationCandidate
 from .dictionary import TermDictionary
 

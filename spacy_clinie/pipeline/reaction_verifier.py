@@ -32,7 +32,6 @@ from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc, Span
 from spacy.training import Example, validate_examples, validate_get_examples
-from spacy.util import registry
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 from thinc.types import Floats2d
@@ -44,7 +43,7 @@ from ..errors import Errors
 from ..extensions import MENTIONS_KEY, get_mentions, register_extensions, set_mention_attrs
 from ..ml import reaction_verifier  # noqa: F401  (registers the architecture)
 from ..ml.losses import binary_cross_entropy
-from ..scoring import ADR_LABEL, normalize_string, span_text
+from ..scoring import ADR_LABEL, align_docs, normalize_string, span_text
 from ..scoring.reactions import score_reactions
 from .relation_linker import ensure_mention_ids
 
@@ -275,13 +274,10 @@ class ReactionVerifier(TrainablePipe):
         ``grid`` (default 0.00, 0.05, ..., 1.00 plus 1.01 = add none), from
         one scoring of ``pred`` (the docs as the upstream pipeline left
         them). Rows are sorted best F1 first."""
-        from ..scoring import align_docs
-
         grid = list(grid) or [round(0.05 * i, 2) for i in range(21)] + [1.01]
         units = []
         for g, p in align_docs(list(gold), list(pred)):
-            cands = self.candidates(p)
-            probs = self.predict([p])[1][0] if cands else numpy.zeros((0,))
+            (cands,), (probs,) = self.predict([p])
             truth = gold_reaction_strings(g, self.label, self.spans_key)
             scored = {c.key: (float(q), bool({"tagger", "split"} & c.sources)) for c, q in zip(cands, probs) if "broken" not in c.sources or "tagger" in c.sources}
             upstream = {normalize_string(span_text(s)) for s in get_mentions(p, self.spans_key) if s.label_ == self.label}
@@ -383,8 +379,7 @@ class ReactionVerifier(TrainablePipe):
         self.dictionary = TermDictionary(self.vocab).from_bytes(msg["dictionary"], self.make_doc)
         self._train_cache = {}
         self.cfg = msg.get("cfg", {})
-        self._init_model_shapes()
-        self.model.from_bytes(msg["model"])
+        self.model.from_bytes(msg["model"])  # restores the layers' dims with their weights
         return self
 
     def to_disk(self, path: Path, *, exclude: Iterable[str] = tuple()) -> None:
@@ -394,13 +389,6 @@ class ReactionVerifier(TrainablePipe):
 
     def from_disk(self, path: Path, *, exclude: Iterable[str] = tuple()) -> "ReactionVerifier":
         return self.from_bytes((util.ensure_path(path) / "verifier.msgpack").read_bytes(), exclude=exclude)
-
-    def _init_model_shapes(self) -> None:
-        from ..candidates.reactions import N_FEATURES
-
-        if self.model.has_dim("nI") is not True:
-            x = self.model.ops.alloc2f(2, N_FEATURES)
-            self.model.initialize(X=x, Y=self.model.ops.alloc2f(2, 1))
 
     def score(self, examples: Iterable[Example], **kwargs: Any) -> Dict[str, Any]:
         return score_reactions(examples, spans_key=self.spans_key, label=self.label)

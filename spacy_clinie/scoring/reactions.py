@@ -9,7 +9,7 @@ from spacy.training import Example
 from spacy.util import registry
 
 from ..extensions import MENTIONS_KEY, register_extensions
-from .tac import ADR_LABEL, gold_strings, pred_strings, prf
+from .tac import ADR_LABEL, MICRO, gold_strings, pred_strings, prf, set_counts
 
 
 def score_reactions(examples: Iterable[Example], *, spans_key: str = MENTIONS_KEY, label: str = ADR_LABEL, **_: Any) -> Dict[str, Any]:
@@ -18,10 +18,7 @@ def score_reactions(examples: Iterable[Example], *, spans_key: str = MENTIONS_KE
     register_extensions()
     vec = numpy.zeros(4)
     for eg in examples:
-        g = gold_strings(eg.reference, spans_key).get(label, set())
-        p = pred_strings(eg.predicted, spans_key).get(label, set())
-        tp = len(g & p)
-        vec += numpy.array([tp, len(p), tp, len(g)], dtype="float64")
+        vec += set_counts(gold_strings(eg.reference, spans_key), pred_strings(eg.predicted, spans_key), {label})[MICRO]
     s = prf(vec)
     return {"reactions_p": s["p"], "reactions_r": s["r"], "reactions_f": s["f"]}
 
