@@ -162,6 +162,28 @@ def reaction_strings(doc: Doc) -> List[str]:
     return [r["str"] for r in (doc._.reactions or [])]
 
 
+def ensure_mention_ids(doc: Doc, spans_key: str) -> None:
+    """Give every mention an id (``M<n>``, unused in the doc), keeping the
+    group's order and the ids it has. A no-op when all have one."""
+    if spans_key not in doc.spans:
+        return
+    group = doc.spans[spans_key]
+    if all(span.id_ for span in group):
+        return
+    used = {span.id_ for span in group if span.id_}
+    n = 0
+    spans = []
+    for span in group:
+        if not span.id_:
+            n += 1
+            while f"M{n}" in used:
+                n += 1
+            used.add(f"M{n}")
+            span = Span(doc, span.start, span.end, span.label, kb_id=span.kb_id, span_id=f"M{n}")
+        spans.append(span)
+    doc.spans[spans_key] = spans
+
+
 def set_mention_attrs(doc: Doc, mention_id: str, **attrs: Optional[Any]) -> None:
     entry = _mention_store(doc).setdefault(mention_id, {})
     for key, value in attrs.items():

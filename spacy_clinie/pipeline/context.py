@@ -21,8 +21,7 @@ import medspacy  # noqa: F401  (registers medspacy_context, medspacy_sectionizer
 from spacy.language import Language
 from spacy.tokens import Doc, Span
 
-from ..extensions import MENTIONS_KEY, get_mentions, register_extensions
-from .relation_linker import ensure_mention_ids
+from ..extensions import MENTIONS_KEY, ensure_mention_ids, get_mentions, register_extensions
 
 CONTEXT_FLAGS = ["is_negated", "is_uncertain", "is_historical", "is_hypothetical", "is_family"]
 # medspaCy values that msgpack cannot store: (name, level) with level "doc",

@@ -36,8 +36,8 @@ from spacy.language import Language
 from spacy.tokens import Doc, Span
 
 from ..errors import Errors
-from ..extensions import MENTIONS_KEY, get_mentions, register_extensions
-from .relation_linker import PREDICTED_BY, ensure_mention_ids
+from ..extensions import MENTIONS_KEY, ensure_mention_ids, get_mentions, register_extensions
+from .relation_linker import PREDICTED_BY
 
 ADE_DRUG = "ADE-Drug"
 RULES = ("nearest", "coordinated", "all", "none")

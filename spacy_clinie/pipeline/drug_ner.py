@@ -29,10 +29,9 @@ from spacy.language import Language
 from spacy.tokens import Doc, Span
 
 from ..errors import Errors
-from ..extensions import MENTIONS_KEY, get_mentions, register_extensions, set_mention_attrs
+from ..extensions import MENTIONS_KEY, ensure_mention_ids, get_mentions, register_extensions, set_mention_attrs
 from ..kb.drugs import DrugDictionary, DrugMatch, first_word, package_stopwords
 from ..util import is_abbreviation
-from .relation_linker import ensure_mention_ids
 
 DRUG_LABEL = "Drug"
 Found = Tuple[int, int, DrugMatch]

@@ -40,12 +40,11 @@ from ..candidates.coordination import CoordinationCandidate
 from ..candidates.dictionary import TermDictionary, gold_reaction_strings
 from ..candidates.reactions import ReactionCandidate, candidate_features, gather_candidates, gold_labels
 from ..errors import Errors
-from ..extensions import MENTIONS_KEY, get_mentions, register_extensions, set_mention_attrs
+from ..extensions import MENTIONS_KEY, ensure_mention_ids, get_mentions, register_extensions, set_mention_attrs
 from ..ml import reaction_verifier  # noqa: F401  (registers the architecture)
 from ..ml.losses import binary_cross_entropy
 from ..scoring import ADR_LABEL, align_docs, normalize_string, span_text
 from ..scoring.reactions import score_reactions
-from .relation_linker import ensure_mention_ids
 
 REACTION_PROBABILITY = "reaction_probability"
 SOURCE = "source"

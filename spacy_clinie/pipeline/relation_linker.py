@@ -25,7 +25,7 @@ from thinc.api import Config, Model, Optimizer, set_dropout_rate
 from thinc.types import Floats2d
 
 from ..errors import Errors
-from ..extensions import MENTIONS_KEY, register_extensions
+from ..extensions import MENTIONS_KEY, ensure_mention_ids, register_extensions
 from ..ml.losses import binary_cross_entropy
 from ..ml import rel_model  # noqa: F401  (registers the architectures)
 from ..ml.optimizers import ScaledOptimizer
@@ -366,23 +366,3 @@ class RelationLinker(TrainablePipe):
         return score_relations(examples, spans_key=self.spans_key)
 
 
-def ensure_mention_ids(doc: Doc, spans_key: str) -> None:
-    """Give every mention an id (``M<n>``, unused in the doc), keeping the
-    group's order and the ids it has. A no-op when all have one."""
-    if spans_key not in doc.spans:
-        return
-    group = doc.spans[spans_key]
-    if all(span.id_ for span in group):
-        return
-    used = {span.id_ for span in group if span.id_}
-    n = 0
-    spans = []
-    for span in group:
-        if not span.id_:
-            n += 1
-            while f"M{n}" in used:
-                n += 1
-            used.add(f"M{n}")
-            span = Span(doc, span.start, span.end, span.label, kb_id=span.kb_id, span_id=f"M{n}")
-        spans.append(span)
-    doc.spans[spans_key] = spans
