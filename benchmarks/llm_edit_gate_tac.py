@@ -71,7 +71,7 @@ def cmd_tag(args: argparse.Namespace) -> None:
     from spacy_clinie.readers import unannotated
 
     nlp = spacy.load(args.model)
-    if "confidence_calibrator" not in nlp.pipe_names:
+    if "confidence_calibrator" not in nlp.pipe_names and args.calibration != "-":
         cal = nlp.add_pipe("clinie_confidence_calibrator", name="confidence_calibrator", config={"labels": ["AdverseReaction"]})
         cal.set_calibration(srsly.read_json(args.calibration))
     gold = load_docs(args.gold)
@@ -231,7 +231,7 @@ def main() -> None:
     sub = parser.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("tag", help="tagger + calibrator over a corpus, saved with tag entropies")
     t.add_argument("model")
-    t.add_argument("calibration", help="calibration maps (clinie calibrate --output), used when the model has no calibrator")
+    t.add_argument("calibration", help="calibration maps (clinie calibrate --output), used when the model has no calibrator; - for none (raw confidences)")
     t.add_argument("gold")
     t.add_argument("output")
     t.add_argument("--limit", type=int, default=0)

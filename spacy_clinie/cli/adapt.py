@@ -7,7 +7,7 @@ from ._util import Arg, Opt, app
 
 DEFAULT_LLM_CONFIG = """
 [task]
-@llm_tasks = "clinie.ADECorrect.v1"
+@llm_tasks = "clinie.ADECorrect.v2"
 
 [task.demos]
 @llm_misc = "clinie.DemoPool.v1"
@@ -31,7 +31,20 @@ def adapt_cli(
         help="A .cfg whose \\[model] block is any spacy-llm model (e.g. clinie.OpenAICompatible.v1 with base_url) and optional \\[task] block sets clinie.ADECorrect.v1. Default: the local SmolLM2 GGUF.",
         exists=True,
     ),
+    gate: Optional[Path] = Opt(
+        None,
+        "--gate",
+        help="A fitted edit gate (benchmarks/llm_edit_gate_tac.py fit): only the LLM edits it judges more likely right than wrong train the tagger. Without it every edit applies (ungated).",
+        exists=True,
+        dir_okay=False,
+    ),
     gold: Optional[Path] = Opt(None, "--gold", help="Gold .spacy of the target texts (same order) to report F1 after each iteration.", exists=True),
+    score_on: Optional[Path] = Opt(
+        None,
+        "--score-on",
+        help="A labelled .spacy corpus from the target site other than TARGET (e.g. its held-out split), scored after every iteration; predictions are kept as OUTPUT/iter_N/pred_held_out.spacy.",
+        exists=True,
+    ),
     k: int = Opt(64, "--k", help="Annotation budget: the K most uncertain sentence units."),
     ratio: float = Opt(0.1, "--ratio", help="R: the lowest-entropy share of each class that seeds the demo pool."),
     tau: float = Opt(0.05, "--tau", help="Per-token loss below which an LLM annotation counts as clean."),
@@ -71,6 +84,7 @@ def adapt_cli(
     try:
         texts = load_target_texts(target, vocab_nlp)
         gold_docs = load_docs(gold, vocab_nlp) if gold is not None else None
+        held_out = load_docs(score_on, vocab_nlp) if score_on is not None else None
     except (FormatError, OSError) as err:
         fail(err)
     try:
@@ -91,7 +105,17 @@ def adapt_cli(
         cfg["model"] = user["model"]
         if "task" in user:
             cfg["task"] = user["task"]
-    resolved = registry.resolve(cfg)
+    if gate is not None:
+        if "ADECorrect.v2" not in str(cfg["task"].get("@llm_tasks")):
+            raise typer.BadParameter("--gate needs the clinie.ADECorrect.v2 task (the --llm-config [task] block names another)", param_hint="--gate")
+        cfg["task"]["gate_path"] = str(gate)
+    try:
+        resolved = registry.resolve(cfg)
+    except (ValueError, OSError) as err:  # e.g. a gate file of another version
+        fail(err)
+    task_gate = getattr(resolved["task"], "gate", None)
+    if task_gate is None or not task_gate.active:
+        typer.echo("note: no fitted --gate; every LLM edit trains the tagger (ungated). With a small LLM that loses recall (benchmarks/RESULTS.md).", err=True)
 
     def bar(desc: str, total: int):
         return tqdm(total=total, desc=desc, unit="unit" if "LLM" in desc or "tuning" in desc else "doc", disable=not progress, leave=False)
@@ -112,6 +136,7 @@ def adapt_cli(
             batch_size=batch_size,
             rehearsal=rehearsal,
             gold=gold_docs,
+            eval_sets={"held_out": held_out} if held_out else None,
             progress=bar,
             log=lambda m: typer.echo(m, err=True),
         )

@@ -6,5 +6,6 @@ import spacy_llm.registry  # noqa: F401  (creates the llm_* registries)
 
 from .models.llamacpp import make_llamacpp  # noqa: F401
 from .models.openai_compat import make_openai_compatible  # noqa: F401
+from .models.simulated import make_simulated_annotator  # noqa: F401
 from .tasks.ade_correct import make_ade_correct_task  # noqa: F401
 from .tasks.meddra_taco import make_meddra_taco_task  # noqa: F401

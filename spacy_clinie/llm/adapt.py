@@ -11,9 +11,17 @@ private LLM, without labelled target data.
    ones below tau are clean: they become the demonstration pool and leave
    the target set (the rest are annotated again next time).
 
+With a task whose edit gate is fitted (clinie.ADECorrect.v2 and a gate
+file), an answer does not replace the tagger's spans wholesale: only the
+edits the gate accepts apply (issue 20: a small LLM mostly deletes correct
+mentions, and fine-tuning on that teaches the tagger to find nothing).
+
 Everything lives under one output folder: ``state.json`` (written
 atomically after every step, LLM answers every few units) and
 ``iter_N/model`` checkpoints, so a killed run restarts where it stopped.
+``eval_sets`` (labelled corpora other than the target texts, e.g. the target
+site's dev and test splits) are scored after every iteration, and their
+predictions kept as ``iter_N/pred_<name>.spacy`` for significance tests.
 """
 import json
 import os
@@ -21,7 +29,7 @@ import random
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import spacy
 from spacy.language import Language
@@ -33,6 +41,7 @@ from ..extensions import MENTIONS_KEY, register_extensions
 from ..ml.optimizers import retraining_optimizer
 from .confidence import unit_entropy, units
 from .demos import lowest_entropy
+from .edits import apply_edits
 
 Unit = Tuple[int, int, int]  # (doc index, start token, end token)
 STATE = "state.json"
@@ -124,6 +133,7 @@ class SalaRun:
         batch_size: int,
         rehearsal: float = 1.0,
         gold: Optional[List[Doc]] = None,
+        eval_sets: Optional[Dict[str, List[Doc]]] = None,
         seed: int = 0,
         progress: Optional[Callable[[str, int], Any]] = None,
         log: Callable[[str], None] = print,
@@ -139,6 +149,7 @@ class SalaRun:
         self.epochs, self.learn_rate, self.batch_size = epochs, learn_rate, batch_size
         self.rehearsal = rehearsal
         self.gold = gold
+        self.eval_sets = dict(eval_sets or {})
         self.seed = seed
         self.progress = progress
         self.log = log
@@ -160,7 +171,7 @@ class SalaRun:
             self._loaded = (done, spacy.load(path))
         return self._loaded[1]
 
-    def tag(self, nlp: Language, texts: Sequence[str], what: str) -> List[Doc]:
+    def tag(self, nlp: Language, texts: Sequence[Union[str, Doc]], what: str) -> List[Doc]:
         bar = self.progress(what, len(texts)) if self.progress else None
         docs = []
         for doc in nlp.pipe(texts, batch_size=8):
@@ -171,27 +182,40 @@ class SalaRun:
             bar.close()
         return docs
 
-    def evaluate(self, nlp: Language, pred: Optional[List[Doc]] = None) -> Optional[Dict[str, float]]:
+    def evaluate(self, nlp: Language, iteration: int, pred: Optional[List[Doc]] = None) -> Optional[Dict[str, Any]]:
         """Scores against ``gold`` (the gold docs of the target texts, in
-        order); ``pred``: the model's docs for the texts, when already tagged."""
-        if not self.gold:
-            return None
+        order; ``pred``: the model's docs for them, when already tagged) and
+        against each of ``eval_sets`` (``{name: scores}``, predictions saved
+        under ``iter_N/``). None when there is nothing to score against."""
         from ..scoring import evaluate_docs
 
-        if pred is None:
-            pred = self.tag(nlp, [d.text for d in self.gold], "scoring")
-        scores = evaluate_docs(self.gold, pred)
-        return {
-            "mention_strict_f": round(scores["mention_strict"]["micro"]["f"], 4),
-            "mention_strict_p": round(scores["mention_strict"]["micro"]["p"], 4),
-            "mention_strict_r": round(scores["mention_strict"]["micro"]["r"], 4),
-            "reaction_f": round(scores["reaction"]["micro"]["f"], 4),
-        }
+        def summary(gold: List[Doc], docs: List[Doc]) -> Dict[str, float]:
+            scores = evaluate_docs(gold, docs)
+            return {
+                "mention_strict_f": round(scores["mention_strict"]["micro"]["f"], 4),
+                "mention_strict_p": round(scores["mention_strict"]["micro"]["p"], 4),
+                "mention_strict_r": round(scores["mention_strict"]["micro"]["r"], 4),
+                "reaction_f": round(scores["reaction"]["micro"]["f"], 4),
+            }
+
+        out: Dict[str, Any] = {}
+        if self.gold:
+            out.update(summary(self.gold, pred if pred is not None else self.tag(nlp, [d.text for d in self.gold], "scoring")))
+        for name, gold in self.eval_sets.items():
+            from ..readers import unannotated
+
+            docs = self.tag(nlp, list(unannotated(nlp, gold)), f"scoring {name}")
+            folder = self.output / f"iter_{iteration}"
+            folder.mkdir(parents=True, exist_ok=True)
+            DocBin(store_user_data=True, docs=docs).to_disk(folder / f"pred_{name}.spacy")
+            out[name] = summary(gold, docs)
+        return out or None
 
     # ------------------------------------------------------------ steps
 
     def initialize(self) -> None:
         """Pseudo-label, pick the top-K uncertain units and the demo pool."""
+        started = time.time()
         nlp = self.current_model()
         docs = self.tag(nlp, self.texts, "pseudo-labelling")
         scored = []
@@ -231,14 +255,17 @@ class SalaRun:
             "stage": "annotate",
             "finetuned": 0,
             "history": [],
+            "annotations_by_iteration": {},  # iteration -> that iteration's answers, for annotator quality
+            "seconds": {"init": round(time.time() - started, 1)},
         }
-        score = self.evaluate(nlp, docs)  # the pseudo-labels are the source model's predictions
+        score = self.evaluate(nlp, 0, docs)  # the pseudo-labels are the source model's predictions
         self.state["history"].append({"iteration": 0, "scores": score, "targets": len(targets), "demos": len(demos)})
         self.log(f"init: {len(scored)} units in {len(self.texts)} docs; {len(targets)} targets; {len(demos)} demos; scores {score}")
         self.save()
 
     def annotate(self) -> None:
         """LLM correction of the current model's prediction on every target."""
+        started = time.time()
         it = self.state["iteration"] + 1
         done = self.state.setdefault("annotated_now", [])
         todo = [u for u in self.state["targets"] if _key(u) not in set(done)]
@@ -248,24 +275,41 @@ class SalaRun:
         docs = dict(zip(doc_ids, self.tag(nlp, [self.texts[i] for i in doc_ids], f"iteration {it}: re-tagging targets")))
         bar = self.progress(f"iteration {it}: LLM annotation", len(todo)) if self.progress else None
         counts = self.state.setdefault("llm_counts", {"prompted": 0, "unparseable": 0, "dropped_entities": 0})
+        gate = getattr(self.task, "gate", None)
+        gated = gate is not None and gate.active
         for n, (i, s, e) in enumerate(todo):
             doc = docs[i]
             prompt = self.task.render(doc, s, e)
             response = list(self.llm([[prompt]]))[0][0]
-            spans, _, dropped = self.task.read_answer(doc, s, e, response)  # None: unreadable
+            current = [sp for sp in doc.spans.get(MENTIONS_KEY, []) if sp.start >= s and sp.end <= e]
+            before = [(sp.start, sp.end, sp.label_) for sp in current]
             counts["prompted"] += 1
+            if gated:  # only the edits the gate accepts (task.unit_edits featurizes them)
+                edits, _, dropped = self.task.unit_edits(doc, s, e, unit_entropy(doc, s, e), response, current)
+                spans = None if edits is None else apply_edits(before, [ed for ed, ok in zip(edits, gate.accept(edits)) if ok])
+                raw = None if edits is None else apply_edits(before, edits)
+            else:
+                spans, _, dropped = self.task.read_answer(doc, s, e, response)  # None: unreadable
+                raw = spans
             counts["dropped_entities"] += dropped
             if spans is None:  # unreadable: keep the small model's prediction
                 counts["unparseable"] += 1
-                spans = [(sp.start, sp.end, sp.label_) for sp in doc.spans.get(MENTIONS_KEY, []) if sp.start >= s and sp.end <= e]
-            self.state["annotations"][_key((i, s, e))] = [[a - s, b - s, lab] for a, b, lab in spans]
-            done.append(_key((i, s, e)))
+                spans = raw = before
+            elif gated:
+                counts["edits"] = counts.get("edits", 0) + len(edits)  # type: ignore[arg-type]
+                counts["rejected"] = counts.get("rejected", 0) + len(edits) - sum(gate.accept(edits))  # type: ignore[arg-type]
+            key = _key((i, s, e))
+            self.state["annotations"][key] = [[a - s, b - s, lab] for a, b, lab in spans]
+            log = self.state.setdefault("annotations_by_iteration", {}).setdefault(str(it), {})
+            log[key] = {"answer": [[a - s, b - s, lab] for a, b, lab in raw], "applied": self.state["annotations"][key]}
+            done.append(key)
             if bar is not None:
                 bar.update(1)
             if n % 8 == 7:
                 self.save()
         if bar is not None:
             bar.close()
+        self._clock("annotate", it, started)
         self.state["stage"] = "finetune"
         self.state.pop("annotated_now", None)
         self.save()
@@ -281,6 +325,7 @@ class SalaRun:
         """Fine-tune the tagger on every LLM annotation so far."""
         from ..pipeline.soft_prompt_tagger import find_tagger
 
+        started = time.time()
         it = self.state["iteration"] + 1
         nlp = self.current_model()
         name, tagger = find_tagger(nlp)
@@ -315,12 +360,14 @@ class SalaRun:
         self.state["losses"] = losses
         self.state["finetuned"] = it
         self._loaded = (it, nlp)
+        self._clock("finetune", it, started)
         self.state["stage"] = "filter"
         self.save()
 
     def filter(self) -> None:
         """CE-loss filter: clean annotations become the demo pool and leave
         the targets; then score the adapted model."""
+        started = time.time()
         it = self.state["iteration"] + 1
         losses = self.state["losses"]
         nlp = self.current_model()
@@ -328,7 +375,8 @@ class SalaRun:
         self.state["demos"] = [self._demo(nlp, k) for k in clean] or self.state["demos"]
         clean_set = set(clean)
         self.state["targets"] = [u for u in self.state["targets"] if _key(u) not in clean_set]
-        score = self.evaluate(nlp)
+        self._clock("filter", it, started)
+        score = self.evaluate(nlp, it)
         self.state["history"].append(
             {
                 "iteration": it,
@@ -344,6 +392,12 @@ class SalaRun:
         self.state["iteration"] = it
         self.state["stage"] = "annotate" if it < self.n_iter and self.state["targets"] else "done"
         self.save()
+
+    def _clock(self, stage: str, it: int, started: float) -> None:
+        """Seconds spent in a stage of an iteration (scoring excluded), summed
+        over resumed runs: the cost of one adaptation iteration."""
+        per = self.state.setdefault("seconds", {}).setdefault(str(it), {})
+        per[stage] = round(per.get(stage, 0.0) + time.time() - started, 1)
 
     def _demo(self, nlp: Language, key: str) -> Dict[str, Any]:
         i, s, e = (int(x) for x in key.split(":"))

@@ -12,19 +12,29 @@ from typing import Any, Dict, List, Optional
 class Prompt(str):
     """A chat prompt: ``system`` + ``self`` (the user message) and, where the
     backend supports it, a JSON schema or a GBNF grammar (llama.cpp) that
-    constrains decoding."""
+    constrains decoding. ``unit``: the text the prompt asks about, for
+    backends that answer from a reference instead of reading the prompt
+    (``clinie.SimulatedAnnotator.v1``)."""
 
     system: Optional[str]
     json_schema: Optional[Dict[str, Any]]
     grammar: Optional[str]
+    unit: Optional[str]
 
     def __new__(
-        cls, text: str, *, system: Optional[str] = None, json_schema: Optional[Dict[str, Any]] = None, grammar: Optional[str] = None
+        cls,
+        text: str,
+        *,
+        system: Optional[str] = None,
+        json_schema: Optional[Dict[str, Any]] = None,
+        grammar: Optional[str] = None,
+        unit: Optional[str] = None,
     ) -> "Prompt":
         obj = super().__new__(cls, text)
         obj.system = system
         obj.json_schema = json_schema
         obj.grammar = grammar
+        obj.unit = unit
         return obj
 
 

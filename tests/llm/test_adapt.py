@@ -164,3 +164,53 @@ def test_adapt_bad_llm_config_and_state(tmp_path):
     result = CliRunner().invoke(app, ["adapt", str(tmp_path), str(target), str(run), "--no-progress"])
     assert isinstance(result.exception, SystemExit) and result.exit_code == 1, repr(result.exception)
     assert "state.json" in result.output and "unreadable run state" in result.output
+
+
+def _gold_of_texts():
+    from spacy_clinie.tokenizer import make_blank
+
+    from ..pipeline.test_soft_prompt_tagger import make_doc
+
+    nlp = make_blank()
+    ents = [[("nausea", "human"), ("headache", "human"), ("Dizziness", "human")], [("rash", "human"), ("fatigue", "human"), ("diarrhea", "human")],
+            [("Hepatotoxicity", "animal")], [("Anaphylaxis", "human"), ("angioedema", "human"), ("Vomiting", "human")]]
+    return [make_doc(nlp, t, e) for t, e in zip(TEXTS, ents)]
+
+
+def _drop_rejecting_gate():
+    from spacy_clinie.llm.gate import FEATURES, EditGate
+
+    coef = [-20.0 if f == "drop" else 0.0 for f in FEATURES]
+    return EditGate().from_dict({"features": list(FEATURES), "coef": coef, "intercept": 5.0})
+
+
+@pytest.mark.parametrize("gated", [False, True])
+def test_adapt_gate_decides_which_answers_train_the_tagger(tiny_tagger, tmp_path, gated):
+    """An annotator that deletes every span (the simulated annotator missing
+    everything): ungated, the tagger is fine-tuned on empty units; with a gate
+    that rejects drops, the annotations keep the tagger's spans. Scores on a
+    separate labelled set are written per iteration, with the predictions."""
+    from spacy_llm.registry import registry
+
+    from spacy_clinie.llm.adapt import SalaRun
+    from spacy_clinie.llm.models.simulated import SimulatedAnnotator
+
+    gold = _gold_of_texts()
+    task = registry.llm_tasks.get("clinie.ADECorrect.v2")(gate_mode="on" if gated else "off")
+    if gated:
+        task.gate = _drop_rejecting_gate()
+    llm = SimulatedAnnotator(gold, miss_rate=1.0)
+    run = SalaRun(tiny_tagger, TEXTS, tmp_path / "run", task=task, llm=llm, k=4, ratio=0.5, tau=0.0, n_iter=1, epochs=1,
+                  learn_rate=1e-5, batch_size=4, eval_sets={"held": gold}, log=lambda m: None)
+    state = run.run()
+    log = state["annotations_by_iteration"]["1"]
+    assert len(log) == 4 and all(row["answer"] == [] for row in log.values())
+    tagged = sum(len(row["applied"]) for row in log.values()) if gated else None
+    if gated:
+        assert tagged > 0, "the tiny tagger found nothing to keep"
+        assert state["llm_counts"]["rejected"] == state["llm_counts"]["edits"] == tagged
+    else:
+        assert all(row["applied"] == [] for row in log.values())
+    assert [sorted(h["scores"]) for h in state["history"]] == [["held"], ["held"]]
+    assert (tmp_path / "run" / "iter_0" / "pred_held.spacy").exists() and (tmp_path / "run" / "iter_1" / "pred_held.spacy").exists()
+    assert set(state["seconds"]["1"]) == {"annotate", "finetune", "filter"}

@@ -199,7 +199,7 @@ class ADECorrectTask:
             spans = [(s.start, s.end, s.label_) for s in self.unit_spans(doc, start, end)]
             ctx["base_answer"] = self._index_answer(words, spans, doc) if has_base else None
             grammar = self.index_grammar(len(words)) if self.constrain else None
-        return Prompt(self._template.render(**ctx).strip() + "\n", system=self._system, json_schema=schema, grammar=grammar)
+        return Prompt(self._template.render(**ctx).strip() + "\n", system=self._system, json_schema=schema, grammar=grammar, unit=text)
 
     def _demo_tokens(self, demo: Dict[str, Any]) -> str:
         return "\n".join(f"{n}: {w}" for n, w in enumerate(demo["text"].split()))
