@@ -225,7 +225,7 @@ def cmd_report(args: argparse.Namespace) -> None:
         break_even = plot(rows, ceiling, args.plot, args.metric)
         report["break_even_annotator_f"] = break_even
         srsly.write_json(folder / "report.json", report)
-        print(f"break-even annotator F1 ({args.metric}, dev-chosen final iteration, test): {break_even}")
+        print(f"break-even annotator F1 ({args.metric}, final iteration, test): {break_even}")
 
 
 def final_f(row: Dict[str, Any], split: str, metric: str) -> float:
@@ -252,10 +252,8 @@ def plot(rows: List[Dict[str, Any]], ceiling: Optional[Dict[str, Any]], path: st
     ax.plot(xs, ys, "o-", color="tab:blue", label="adapted with a simulated annotator")
     for r in rows:
         if r["annotator"]["kind"] == "llm" and r["quality"]:
-            what = "applied" if r["annotator"]["gated"] else "answer"
             ax.plot([r["quality"]["answer"]["f"]], [final_f(r, "test", metric)], "s", color="tab:red" if r["annotator"]["gated"] else "tab:orange",
                     label=f"SmolLM2-135M, {'gated' if r['annotator']['gated'] else 'ungated'}")
-            del what
     ax.axhline(source, color="gray", ls="--", label=f"source model alone ({source:.3f})")
     if gold_k is not None:
         ax.axhline(gold_k, color="tab:green", ls=":", label=f"gold annotation of the same K units ({gold_k:.3f})")
