@@ -236,10 +236,7 @@ class SalaRun:
         # rehearsal: the most confident pseudo-labelled units, mixed into
         # fine-tuning so a small LLM-annotated set does not wipe out what
         # the source model knows (not in seed 001; --rehearsal 0 turns it off)
-        confident = sorted(((u, h) for u, h in scored if _key(u) not in target_keys), key=lambda x: x[1])
-        rehearsal = {}
-        for (i, s, e), _ in confident[: int(self.rehearsal * self.k)]:
-            rehearsal[_key((i, s, e))] = [[sp.start - s, sp.end - s, sp.label_] for sp in docs[i].spans.get(MENTIONS_KEY, []) if sp.start >= s and sp.end <= e]
+        rehearsal = self._rehearsal_units(docs, [(u, h) for u, h in scored if _key(u) not in target_keys])
         self.state = {
             "k": self.k,
             "ratio": self.ratio,
@@ -262,6 +259,24 @@ class SalaRun:
         self.state["history"].append({"iteration": 0, "scores": score, "targets": len(targets), "demos": len(demos)})
         self.log(f"init: {len(scored)} units in {len(self.texts)} docs; {len(targets)} targets; {len(demos)} demos; scores {score}")
         self.save()
+
+    def _rehearsal_units(self, docs: List[Doc], candidates: List[Tuple[Unit, float]]) -> Dict[str, List[List[Any]]]:
+        """The ``rehearsal * K`` most confident units, taken separately from
+        units with and without predicted mentions in the pool's proportion:
+        the most confident units overall are nearly all short and empty, and
+        rehearsing only those taught the tagger to predict nothing (issue 20:
+        even gold annotation of the K units lost recall)."""
+        def spans(u: Unit) -> List[List[Any]]:
+            i, s, e = u
+            return [[sp.start - s, sp.end - s, sp.label_] for sp in docs[i].spans.get(MENTIONS_KEY, []) if sp.start >= s and sp.end <= e]
+
+        n = int(self.rehearsal * self.k)
+        labelled = [(tuple(u), spans(u)) for u, _ in sorted(candidates, key=lambda x: x[1])]
+        with_spans = [x for x in labelled if x[1]]
+        empty = [x for x in labelled if not x[1]]
+        n_pos = round(n * len(with_spans) / len(labelled)) if labelled else 0
+        chosen = with_spans[:n_pos] + empty[: n - n_pos]
+        return {_key(u): sp for u, sp in chosen}
 
     def annotate(self) -> None:
         """LLM correction of the current model's prediction on every target."""

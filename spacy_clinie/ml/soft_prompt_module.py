@@ -121,10 +121,11 @@ class SoftPromptModule(nn.Module):
                 gold = batch.get("gold", {}).get(task)
                 if gold is None:
                     continue
+                known = word_mask & (gold >= 0)  # -100: no gold for this task in this window's doc
                 if self.head_types[task] == "crf":
-                    loss = self.crfs[task].nll(em, gold.clamp(min=0), word_mask) / n_words
+                    loss = self.crfs[task].nll(em, gold.clamp(min=0), known) / n_words
                 else:
-                    loss = nn.functional.cross_entropy(em[word_mask], gold[word_mask], reduction="sum") / n_words
+                    loss = nn.functional.cross_entropy(em[known], gold[known], reduction="sum") / n_words
                 out["losses"][task] = loss
         if out["losses"]:
             weights = batch["task_weights"]

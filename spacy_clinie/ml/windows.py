@@ -131,7 +131,9 @@ def collate(
             pos += len(piece)
             if gold_t is not None:
                 for t in tasks:
-                    gold_t[t][n, j] = gold[w.doc][t][i]
+                    g = gold[w.doc].get(t)  # None: unknown for this doc, left at -100 (no loss)
+                    if g is not None:
+                        gold_t[t][n, j] = g[i]
         if gold_t is not None:
             # A window may start inside a mention: its first word is then the
             # window's B- tag (an I- at a sequence start is impossible under

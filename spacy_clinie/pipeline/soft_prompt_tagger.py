@@ -253,7 +253,11 @@ class SoftPromptTagger(TrainablePipe):
 
     def gold_tags(self, eg: Example) -> Dict[str, List[int]]:
         """Gold tag indices per task for the predicted tokens of ``eg``: what
-        training sees (also used by the review app)."""
+        training sees (also used by the review app). When a mention has no
+        auxiliary label (e.g. no ``kind``: LLM, reviewer or simulated
+        annotations give only the label), the auxiliary task is unknown for
+        the example and left out, not trained as "no mention anywhere": that
+        taught the shared encoder to find nothing (issue 20, SALA)."""
         key = self.cfg["spans_key"]
         ref = eg.reference
         spans = list(ref.spans.get(key, []))
@@ -271,7 +275,8 @@ class SoftPromptTagger(TrainablePipe):
                 a = self._aux_label(src, related) if src is not None else None
                 if a:
                     aux_spans.append((s.start, s.end, a))
-            gold["aux"] = spans_to_bio(n, aux_spans, tags["aux"])
+            if len(aux_spans) == len(aligned):
+                gold["aux"] = spans_to_bio(n, aux_spans, tags["aux"])
         return gold
 
     def update(

@@ -174,7 +174,8 @@ class ReviewSession:
             probs[task] = [float(p[i, k]) for i, k in enumerate(idx)] if len(p) else []
         # gold exactly as the tagger's training sees it (BIO, overlaps resolved)
         gold_idx = self.pipe.gold_tags(Example(self._blank(inst), inst.doc))
-        gold = {t: [self.tag_names[t][k] for k in gold_idx[t]] for t in self.tasks}
+        # a task without gold (e.g. no mention kinds) shows as all O, what its training would have seen before
+        gold = {t: [self.tag_names[t][k] for k in gold_idx[t]] if t in gold_idx else ["O"] * len(inst.words) for t in self.tasks}
         result = (Prediction(tags, probs), gold)
         self._cache[index] = result
         if len(self._cache) > self._cache_size:

@@ -214,3 +214,22 @@ def test_adapt_gate_decides_which_answers_train_the_tagger(tiny_tagger, tmp_path
     assert [sorted(h["scores"]) for h in state["history"]] == [["held"], ["held"]]
     assert (tmp_path / "run" / "iter_0" / "pred_held.spacy").exists() and (tmp_path / "run" / "iter_1" / "pred_held.spacy").exists()
     assert set(state["seconds"]["1"]) == {"annotate", "finetune", "filter"}
+
+
+def test_rehearsal_mirrors_the_pools_share_of_units_with_mentions(tmp_path):
+    """The most confident units are mostly empty; rehearsing only those
+    taught the tagger to predict nothing. Rehearsal takes the most confident
+    units with and without predicted mentions in the pool's proportion."""
+    from spacy_clinie.llm.adapt import SalaRun
+
+    gold = _gold_of_texts()  # as if the tagger had predicted exactly these spans
+    # units: (doc, start, end) = each doc whole; entropies: empty units the most confident
+    cands = [((i, 0, len(d)), 0.01 * (i + 1)) for i, d in enumerate(gold)]
+    cands += [((i, len(d) - 1, len(d)), 0.0001) for i, d in enumerate(gold)]  # the final "." of each: no mentions
+    run = SalaRun(tmp_path / "unused", TEXTS, tmp_path / "run", task=None, llm=None, k=4, ratio=0.5, tau=0.0, n_iter=1, epochs=1,
+                  learn_rate=1e-5, batch_size=4, rehearsal=1.0, log=lambda m: None)
+    chosen = run._rehearsal_units(gold, cands)
+    assert len(chosen) == 4
+    assert sum(1 for spans in chosen.values() if spans) == 2  # 4 of 8 candidates have mentions
+    n0 = len(gold[0])
+    assert f"0:{n0 - 1}:{n0}" in chosen and f"0:0:{n0}" in chosen  # the most confident of each kind

@@ -274,3 +274,30 @@ def test_context_is_checked():
     nlp = build({"model": {"window": 480, "context": "section", "context_len": 32}})
     with pytest.raises(ValueError, match=r"context \(33\)"):
         nlp.initialize(lambda: examples(nlp))
+
+
+def test_mentions_without_kind_leave_the_aux_task_untrained(trained):
+    """LLM, reviewer or simulated annotations carry labels but no kind: the
+    aux task is unknown for such an example (no loss), not "no mention"."""
+    nlp, _ = trained
+    pipe = nlp.get_pipe("ade")
+    text, mentions = TRAIN[0]
+    with_kind = Example(nlp.make_doc(text), make_doc(nlp, text, mentions))
+    ref = make_doc(nlp, text, mentions)
+    for span in ref.spans["mentions"]:
+        span._.kind = None
+    without_kind = Example(nlp.make_doc(text), ref)
+    assert "aux" in pipe.gold_tags(with_kind)
+    gold = pipe.gold_tags(without_kind)
+    assert "aux" not in gold and gold["concepts"] == pipe.gold_tags(with_kind)["concepts"]
+    # the loss of the unknown example is the concept loss alone: aux weight 0 gives the same
+    weights = pipe.model.attrs["task_weights"]
+    unknown = pipe.get_loss([without_kind], None)[0]
+    known = pipe.get_loss([with_kind], None)[0]
+    assert known > unknown + 1e-6  # with kinds, the aux loss counts
+    pipe.model.attrs["task_weights"] = {**weights, "aux": 0.0}
+    try:
+        assert abs(pipe.get_loss([without_kind], None)[0] - unknown) < 1e-6
+        assert abs(pipe.get_loss([with_kind], None)[0] - unknown) < 1e-6
+    finally:
+        pipe.model.attrs["task_weights"] = weights
