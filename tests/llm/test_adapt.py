@@ -233,3 +233,21 @@ def test_rehearsal_mirrors_the_pools_share_of_units_with_mentions(tmp_path):
     assert sum(1 for spans in chosen.values() if spans) == 2  # 4 of 8 candidates have mentions
     n0 = len(gold[0])
     assert f"0:{n0 - 1}:{n0}" in chosen and f"0:0:{n0}" in chosen  # the most confident of each kind
+
+
+def test_adapt_gate_needs_the_v2_task(tmp_path):
+    """--gate with a [task] block naming v1 (which has no gate) is refused
+    with a message that says so, before any model loads."""
+    from typer.testing import CliRunner
+
+    from spacy_clinie.cli import app
+
+    target = tmp_path / "target.jsonl"
+    target.write_text(json.dumps({"text": TEXTS[0]}) + "\n")
+    gate = tmp_path / "gate.json"
+    gate.write_text("{}")
+    cfg = tmp_path / "llm.cfg"
+    cfg.write_text('[model]\n@llm_models = "clinie.LlamaCpp.v1"\n\n[task]\n@llm_tasks = "clinie.ADECorrect.v1"\n')
+    result = CliRunner().invoke(app, ["adapt", str(tmp_path), str(target), str(tmp_path / "run"), "--gate", str(gate), "--llm-config", str(cfg)])
+    assert result.exit_code != 0
+    assert "--gate needs the clinie.ADECorrect.v2 task" in result.output
