@@ -254,8 +254,13 @@ def plot(rows: List[Dict[str, Any]], ceiling: Optional[Dict[str, Any]], path: st
     ax.plot(xs, ys, "o-", color="tab:blue", label="adapted with a simulated annotator")
     for r in rows:
         if r["annotator"]["kind"] == "llm" and r["quality"]:
-            ax.plot([r["quality"]["answer"]["f"]], [final_f(r, "test", metric)], "s", color="tab:red" if r["annotator"]["gated"] else "tab:orange",
-                    label=f"SmolLM2-135M, {'gated' if r['annotator']['gated'] else 'ungated'}")
+            y = final_f(r, "test", metric)
+            gated = r["annotator"]["gated"]
+            ax.plot([r["quality"]["answer"]["f"]], [y], "s", color="tab:red",
+                    label=f"SmolLM2-135M answers{' (gated run)' if gated else ''}, F1 {r['quality']['answer']['f']:.2f}")
+            if gated:  # what actually trained the tagger: the answers after the gate
+                ax.plot([r["quality"]["applied"]["f"]], [y], "s", mfc="none", color="tab:red",
+                        label=f"the same after the gate, F1 {r['quality']['applied']['f']:.2f}")
     ax.axhline(source, color="gray", ls="--", label=f"source model alone ({source:.3f})")
     if gold_k is not None:
         ax.axhline(gold_k, color="tab:green", ls=":", label=f"gold annotation of the same K units ({gold_k:.3f})")
