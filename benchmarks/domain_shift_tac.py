@@ -78,24 +78,19 @@ def cmd_split(args: argparse.Namespace) -> None:
     print(json.dumps(stats, indent=1))
 
 
-def make_task(gate_path: Optional[str], dictionary_from: str, encoder: bool = True) -> Any:
-    """clinie.ADECorrect.v2 with the demo retriever; gated by the fitted gate
-    at ``gate_path`` (dictionary feature: the source train strings, no
-    MedDRA linker, as when the gate was fitted), else ungated."""
+def make_task(gate_path: Optional[str], dictionary_from: str) -> Any:
+    """llm_edit_gate_tac.py's clinie.ADECorrect.v2 task with the demo
+    retriever, gated by the fitted gate at ``gate_path`` (dictionary feature:
+    the source train strings, no MedDRA linker, as when the gate was
+    fitted), else ungated. The entropy threshold is the task default: SALA
+    picks its units by rank, not by threshold."""
     from dictionary_baseline import train_strings  # benchmarks/, this script's folder
-    from spacy.util import registry as spacy_registry
-    from spacy_llm.registry import registry
+    from llm_edit_gate_tac import make_task as make_gate_task
 
     from spacy_clinie.llm.gate import EditGate
 
-    demos: Dict[str, Any] = {"@llm_misc": "clinie.DemoPool.v1"}
-    if encoder:
-        demos["encoder"] = {"@misc": "clinie.SentenceEncoder.v1"}
-    pool = spacy_registry.resolve({"d": demos})["d"]
-    task = registry.llm_tasks.get("clinie.ADECorrect.v2")(demos=pool, gate_mode="on" if gate_path else "off")
-    if gate_path:
-        task.gate = EditGate(dictionary=train_strings(load_docs(dictionary_from))).from_disk(gate_path)
-    return task
+    gate = EditGate(dictionary=train_strings(load_docs(dictionary_from))).from_disk(gate_path) if gate_path else None
+    return make_gate_task(0.05, gate, encoder=True)
 
 
 def sim_rates(args: argparse.Namespace) -> Dict[str, float]:
@@ -175,7 +170,6 @@ def annotation_quality(run: Path, pool: List[Doc], iteration: int = 1) -> Option
             gold = [(sp.start - s, sp.end - s, sp.label_) for sp in pool[i].spans.get("mentions", []) if sp.start >= s and sp.end <= e]
             pairs.append(([tuple(x) for x in row[what]], gold))
         out[what] = annotator_scores(pairs)
-    # the source tagger's own spans on the same units (what the annotator corrects)
     return out
 
 

@@ -187,6 +187,7 @@ class SalaRun:
         order; ``pred``: the model's docs for them, when already tagged) and
         against each of ``eval_sets`` (``{name: scores}``, predictions saved
         under ``iter_N/``). None when there is nothing to score against."""
+        from ..readers import unannotated
         from ..scoring import evaluate_docs
 
         def summary(gold: List[Doc], docs: List[Doc]) -> Dict[str, float]:
@@ -202,8 +203,6 @@ class SalaRun:
         if self.gold:
             out.update(summary(self.gold, pred if pred is not None else self.tag(nlp, [d.text for d in self.gold], "scoring")))
         for name, gold in self.eval_sets.items():
-            from ..readers import unannotated
-
             docs = self.tag(nlp, list(unannotated(nlp, gold)), f"scoring {name}")
             folder = self.output / f"iter_{iteration}"
             folder.mkdir(parents=True, exist_ok=True)
@@ -296,12 +295,13 @@ class SalaRun:
             doc = docs[i]
             prompt = self.task.render(doc, s, e)
             response = list(self.llm([[prompt]]))[0][0]
-            current = [sp for sp in doc.spans.get(MENTIONS_KEY, []) if sp.start >= s and sp.end <= e]
+            current = self.task.unit_spans(doc, s, e)
             before = [(sp.start, sp.end, sp.label_) for sp in current]
             counts["prompted"] += 1
             if gated:  # only the edits the gate accepts (task.unit_edits featurizes them)
                 edits, _, dropped = self.task.unit_edits(doc, s, e, unit_entropy(doc, s, e), response, current)
-                spans = None if edits is None else apply_edits(before, [ed for ed, ok in zip(edits, gate.accept(edits)) if ok])
+                accepted = [] if edits is None else [ed for ed, ok in zip(edits, gate.accept(edits)) if ok]
+                spans = None if edits is None else apply_edits(before, accepted)
                 raw = None if edits is None else apply_edits(before, edits)
             else:
                 spans, _, dropped = self.task.read_answer(doc, s, e, response)  # None: unreadable
@@ -312,7 +312,7 @@ class SalaRun:
                 spans = raw = before
             elif gated:
                 counts["edits"] = counts.get("edits", 0) + len(edits)  # type: ignore[arg-type]
-                counts["rejected"] = counts.get("rejected", 0) + len(edits) - sum(gate.accept(edits))  # type: ignore[arg-type]
+                counts["rejected"] = counts.get("rejected", 0) + len(edits) - len(accepted)  # type: ignore[arg-type]
             key = _key((i, s, e))
             self.state["annotations"][key] = [[a - s, b - s, lab] for a, b, lab in spans]
             log = self.state.setdefault("annotations_by_iteration", {}).setdefault(str(it), {})

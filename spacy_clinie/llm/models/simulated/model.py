@@ -14,6 +14,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from spacy.tokens import Doc
 
+from ....scoring import prf
 from ...types import Response
 
 CharSpan = Tuple[int, int, str]  # character start, end, label within the unit
@@ -105,7 +106,6 @@ class SimulatedAnnotator:
         return [[self.generate(p) for p in doc_prompts] for doc_prompts in prompts]
 
 
-
 def _move_edge(words: List[Tuple[int, int]], a: int, b: int, rng: random.Random) -> Tuple[int, int]:
     """Grow or shrink the span ``[a, b)`` by one word at one edge."""
     inside = [w for w in words if w[0] >= a and w[1] <= b]
@@ -124,13 +124,11 @@ def _move_edge(words: List[Tuple[int, int]], a: int, b: int, rng: random.Random)
 def annotator_scores(answers: Sequence[Tuple[Sequence[Tuple[int, int, str]], Sequence[Tuple[int, int, str]]]]) -> Dict[str, float]:
     """Strict micro P/R/F1 of annotations against gold, over ``(predicted,
     gold)`` span-key lists per unit (the annotator-quality axis)."""
-    tp = fp = fn = 0
+    tp = n_pred = n_gold = 0
     for pred, gold in answers:
         p, g = set(map(tuple, pred)), set(map(tuple, gold))
         tp += len(p & g)
-        fp += len(p - g)
-        fn += len(g - p)
-    prec = tp / (tp + fp) if tp + fp else 0.0
-    rec = tp / (tp + fn) if tp + fn else 0.0
-    f = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
-    return {"p": round(prec, 4), "r": round(rec, 4), "f": round(f, 4), "tp": tp, "fp": fp, "fn": fn}
+        n_pred += len(p)
+        n_gold += len(g)
+    s = prf((tp, n_pred, tp, n_gold))
+    return {"p": round(s["p"], 4), "r": round(s["r"], 4), "f": round(s["f"], 4), "tp": tp, "fp": n_pred - tp, "fn": n_gold - tp}
