@@ -10,7 +10,8 @@ members' predictions do not depend on the rule), with the inference cost.
     # or a saved ensemble pipeline (clinie kfold assemble):
     python benchmarks/ensemble_tac.py corpus/test.spacy --ensemble training/kfold/ensemble_hard --voting hard
 
-Each rule is NAME[:THRESHOLD] (hard, soft, weighted_soft; weighted_soft
+Each rule is NAME[:THRESHOLD] (hard, soft, weighted_soft; for hard the
+number is the votes a span needs, default a strict majority; weighted_soft
 weighs members by meta["performance"]["mentions_f"], their dev F1, as seed
 002 does). Predictions go to OUTPUT_DIR/<rule>.spacy and
 OUTPUT_DIR/member<i>.spacy for `clinie evaluate --compare`.
@@ -118,7 +119,11 @@ def main() -> None:
         weights[n] = float(perf.get("mentions_f", 1.0))
     for rule in rules:
         method, _, thr = rule.partition(":")
-        cfg = {"voting": method, "threshold": float(thr) if thr else 0.5}
+        cfg = {"voting": method, "threshold": 0.5, "min_votes": None}
+        if method == "hard":
+            cfg["min_votes"] = int(thr) if thr else None
+        elif thr:
+            cfg["threshold"] = float(thr)
         if method == "weighted_soft":
             cfg["weights"] = weights
         preds = annotate([per_member[n] for n in names], **cfg)
