@@ -19,9 +19,17 @@ Predictions are saved for `clinie evaluate --compare`.
         --output training/preds/ade_cpu_filter_bow_test.spacy
     clinie evaluate corpus/test.spacy training/preds/ade_cpu_test.spacy \
         --compare training/preds/ade_cpu_filter_bow_test.spacy
+
+speed: words/s of the tagger with and without the filter, interleaved in
+one process on the same cores (rounds alternate the order), over the first
+N sections; prints every round's time, the median and the spread.
+
+    python benchmarks/sentence_filter_tac.py speed training/ade_cpu/model-best corpus/test.spacy \
+        --filter training/sentence_filter_bow/model-best --threshold 0.1 --limit 60 --rounds 5
 """
 import argparse
 import json
+import statistics
 import time
 
 import spacy
@@ -103,6 +111,38 @@ def tag(args: argparse.Namespace) -> None:
     print(json.dumps(result))
 
 
+def speed(args: argparse.Namespace) -> None:
+    if not args.filter:
+        raise SystemExit("speed needs --filter CLASSIFIER (it times the tagger with and without it)")
+    nlp = spacy.load(args.model)
+    nlp.add_pipe("clinie_sentence_filter", name="sentence_filter", first=True, config={"classifier": args.filter, "threshold": args.threshold})
+    nlp.get_pipe("sentence_filter").initialize(nlp=nlp)
+    gold = load_docs(args.gold)[: args.limit or None]
+    words = sum(len(d) for d in gold)
+    names = ("no filter", f"filter t={args.threshold}")
+    times = {n: [] for n in names}
+    for _ in nlp.pipe(unannotated(nlp, gold[:2]), batch_size=args.batch_size):  # warm-up, not timed
+        pass
+    for r in range(args.rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            disable = ["sentence_filter"] if name == "no filter" else []
+            with nlp.select_pipes(disable=disable):
+                t0 = time.perf_counter()
+                for _ in nlp.pipe(unannotated(nlp, gold), batch_size=args.batch_size):
+                    pass
+                times[name].append(time.perf_counter() - t0)
+    out = {"docs": len(gold), "words": words, "rounds": args.rounds}
+    for name, ts in times.items():
+        wps = sorted(words / t for t in ts)
+        out[name] = {"words_per_s_median": round(statistics.median(wps)), "words_per_s_min": round(wps[0]), "words_per_s_max": round(wps[-1]), "seconds": [round(t, 1) for t in ts]}
+        print(f"{name:<16} median {statistics.median(wps):,.0f} words/s (min {wps[0]:,.0f}, max {wps[-1]:,.0f}) over {args.rounds} rounds")
+    ratios = [a / b for a, b in zip(times[names[0]], times[names[1]])]
+    out["speedup_median"] = round(statistics.median(ratios), 3)
+    out["speedup_range"] = [round(min(ratios), 3), round(max(ratios), 3)]
+    print(f"speed-up (per round, no filter time / filter time): median {statistics.median(ratios):.2f}, range {min(ratios):.2f}-{max(ratios):.2f}")
+    print(json.dumps(out))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -120,10 +160,19 @@ def main() -> None:
     t.add_argument("--batch-size", type=int, default=8)
     t.add_argument("--limit", type=int, default=0, help="only the first N docs (speed runs)")
     t.add_argument("--gpu-id", type=int, default=-1)
+    sp = sub.add_parser("speed", help="words/s with and without the filter, interleaved rounds")
+    sp.add_argument("model")
+    sp.add_argument("gold")
+    sp.add_argument("--filter", default=None, help="sentence classifier pipeline to put in front")
+    sp.add_argument("--threshold", type=float, default=0.5)
+    sp.add_argument("--limit", type=int, default=60, help="the first N docs")
+    sp.add_argument("--rounds", type=int, default=5)
+    sp.add_argument("--batch-size", type=int, default=8)
+    sp.add_argument("--gpu-id", type=int, default=-1)
     args = parser.parse_args()
     if getattr(args, "gpu_id", -1) >= 0:
         spacy.require_gpu(args.gpu_id)
-    {"classify": classify, "tag": tag}[args.command](args)
+    {"classify": classify, "tag": tag, "speed": speed}[args.command](args)
 
 
 if __name__ == "__main__":
