@@ -9,7 +9,8 @@ to the very same answers:
     # 1. the corrector's answers on the tagger's uncertain sentences (LLM runs here)
     python benchmarks/llm_edit_gate_tac.py answer training/preds/gate20/dev.tagger.spacy \
         training/preds/gate20/dev.answers.jsonl --demos corpus/train.spacy --entropy-threshold 0.1
-    # 2. fit the acceptance model on the dev edits (labelled against dev gold)
+    # 2. fit the acceptance model on the dev edits (labelled against dev gold) and choose its
+    #    threshold on 5-fold out-of-fold probabilities (1.0 = apply nothing when no threshold gains)
     python benchmarks/llm_edit_gate_tac.py fit corpus/dev.spacy training/preds/gate20/dev.tagger.spacy \
         training/preds/gate20/dev.answers.jsonl training/preds/gate20/gate.json --train corpus/train.spacy \
         --linker training/en_clinie_ade_issue25
@@ -38,7 +39,7 @@ from spacy_llm.registry import registry
 from spacy_clinie.readers import load_docs
 from spacy_clinie.extensions import copy_doc_meta
 from spacy_clinie.llm.edits import EDIT_KINDS, Edit
-from spacy_clinie.llm.gate import EditGate, PipelineLinkScorer, edit_outcome
+from spacy_clinie.llm.gate import EditGate, PipelineLinkScorer, choose_threshold, edit_outcome
 from spacy_clinie.llm.tasks.ade_correct.task import STAT_KEYS, ADECorrectTask
 from spacy_clinie.llm.types import Response
 from spacy_clinie.scoring import compare_systems, evaluate_docs
@@ -157,7 +158,7 @@ def cmd_fit(args: argparse.Namespace) -> None:
     # dev estimate of the gate: k folds over documents, each scored by a gate fitted on the others
     doc_of = [n for n, (doc, responses) in enumerate(zip(tagged, answers)) for (s, e, h), r in zip(task.select(doc), responses)
               for _ in (task.unit_edits(doc, s, e, h, r, list(doc.spans["mentions"]))[0] or [])]
-    cv_accept: List[bool] = [True] * len(edits)
+    oof = [1.0] * len(edits)  # out-of-fold P(right)
     fold_gates: Dict[int, EditGate] = {}
     for k in range(args.folds):
         held = [i for i, n in enumerate(doc_of) if n % args.folds == k]
@@ -166,13 +167,22 @@ def cmd_fit(args: argparse.Namespace) -> None:
         if rest:
             fold.fit([edits[i] for i in rest], [outcomes[i] for i in rest], c=args.c)
         fold_gates[k] = fold
-        for i, ok in zip(held, fold.accept([edits[i] for i in held])):
-            cv_accept[i] = ok
+        for i, p in zip(held, fold.probabilities([edits[i] for i in held])):
+            oof[i] = float(p)
+    # the acceptance threshold from the out-of-fold probabilities (REJECT_ALL when no threshold gains)
+    table: List[Dict[str, Any]] = []
+    if args.select_threshold:
+        gate.threshold, table = choose_threshold(oof, outcomes)
+    for fold in fold_gates.values():
+        fold.threshold = gate.threshold
+    cv_accept = [p > gate.threshold for p in oof]
     # dev scores: each doc gated by the gate fitted on the other folds' docs
     systems = apply_gates(gold, tagged, answers, task.entropy_threshold, lambda n: fold_gates[n % args.folds])
     report = gate.fit(edits, outcomes, c=args.c)
     report["threshold_fitted_on"] = threshold
     report["cv_folds"] = args.folds
+    report["acceptance_threshold"] = gate.threshold
+    report["threshold_selection"] = table
     report["cv_per_kind"] = {k: {"accepted": sum(a for e, a in zip(edits, cv_accept) if e.kind == k),
                                  "accepted_right": sum(a and o for e, a, o in zip(edits, cv_accept, outcomes) if e.kind == k)}
                              for k in EDIT_KINDS}
@@ -255,6 +265,8 @@ def main() -> None:
         if name == "fit":
             p.add_argument("--c", type=float, default=1.0)
             p.add_argument("--folds", type=int, default=5)
+            p.add_argument("--select-threshold", action=argparse.BooleanOptionalAction, default=True,
+                           help="choose the acceptance threshold on the out-of-fold dev probabilities (default); off: 0.5")
     args = parser.parse_args()
     {"tag": cmd_tag, "answer": cmd_answer, "fit": cmd_fit, "score": cmd_score}[args.cmd](args)
 

@@ -8,6 +8,11 @@ probability for the string it named, the unit's tag entropy, and whether
 the train-string dictionary or the MedDRA linker knows the string (and the
 link score). An edit applies only when P(right) > ``threshold``. An
 unfitted gate rejects nothing (it is the ungated corrector) and says so.
+
+The threshold itself is chosen on dev (``choose_threshold``) from
+out-of-fold probabilities: the candidate that applies the most more right
+than wrong edits, or 1.0 (apply nothing) when no candidate gains. A small
+LLM whose edits do not pay on dev is thereby switched off, not trusted.
 """
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
@@ -32,6 +37,33 @@ def edit_outcome(edit: Edit, gold: Set[SpanKey]) -> bool:
     if edit.kind == "drop":
         return edit.old not in gold
     return edit.new in gold and (edit.old is None or edit.old not in gold)
+
+
+THRESHOLD_CANDIDATES = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))  # 0.50 .. 0.95
+REJECT_ALL = 1.0  # P(right) > 1.0 never holds
+
+
+def choose_threshold(
+    probabilities: Sequence[float],
+    outcomes: Sequence[bool],
+    candidates: Sequence[float] = THRESHOLD_CANDIDATES,
+) -> Tuple[float, List[Dict[str, Any]]]:
+    """The acceptance threshold with the largest net gain (right minus wrong
+    edits accepted) over ``probabilities`` that no gate being judged was
+    fitted on (out-of-fold dev estimates); the lowest such candidate on a tie.
+    ``REJECT_ALL`` when no candidate accepts more right than wrong edits.
+    Returns the threshold and the table it was chosen from."""
+    if len(probabilities) != len(outcomes):
+        raise ValueError(f"{len(probabilities)} probabilities for {len(outcomes)} outcomes")
+    if not candidates or any(not 0.0 <= t <= 1.0 for t in candidates):
+        raise ValueError(f"threshold candidates must be in [0, 1], got {list(candidates)}")
+    table = []
+    for t in sorted(candidates):
+        accepted = [bool(o) for p, o in zip(probabilities, outcomes) if p > t]
+        right = sum(accepted)
+        table.append({"threshold": t, "accepted": len(accepted), "right": right, "net_gain": right - (len(accepted) - right)})
+    best = max(table, key=lambda row: (row["net_gain"], -row["threshold"]))
+    return (best["threshold"] if best["net_gain"] > 0 else REJECT_ALL), table
 
 
 class EditGate:

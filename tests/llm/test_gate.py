@@ -7,7 +7,7 @@ import spacy
 from spacy_llm.registry import registry
 
 from spacy_clinie.llm.edits import Edit, apply_edits, split_edits
-from spacy_clinie.llm.gate import FEATURES, EditGate, edit_outcome
+from spacy_clinie.llm.gate import FEATURES, REJECT_ALL, EditGate, choose_threshold, edit_outcome
 from spacy_clinie.tokenizer import make_blank
 
 from . import conftest
@@ -102,6 +102,41 @@ def test_unfitted_gate_and_v1_apply_every_edit():
         task.apply(doc, task.select(doc)[:1], ['{"Severe rash": "AdverseReaction", "nausea": "AdverseReaction"}'])
         assert [s.text for s in doc.spans["mentions"]] == ["Severe rash", "nausea"]
         assert doc._.llm_corrections["edits_reboundary"] == 1 and doc._.llm_corrections["edits_add"] == 1
+
+
+def test_threshold_is_chosen_by_net_gain_and_rejects_all_when_nothing_pays():
+    # out-of-fold P(right): the two most confident edits are wrong, the next three right
+    probs = [0.97, 0.93, 0.8, 0.75, 0.7, 0.52, 0.3]
+    right = [False, False, True, True, True, False, True]
+    threshold, table = choose_threshold(probs, right)
+    # 0.55-0.65 accept 0.97 .. 0.7 (3 right - 2 wrong); the lowest of the tie wins;
+    # 0.5 adds one more wrong, 0.7 loses a right one
+    assert threshold == 0.55
+    row = {r["threshold"]: r for r in table}
+    assert (row[0.65]["accepted"], row[0.65]["right"], row[0.65]["net_gain"]) == (5, 3, 1)
+    assert row[0.5]["net_gain"] == 0 and row[0.7]["net_gain"] == 0 and row[0.95]["net_gain"] == -1
+    # a corrector whose edits never pay (as SmolLM2-135M's on TAC dev) is switched off
+    assert choose_threshold([0.9, 0.6, 0.55], [False, True, False])[0] == REJECT_ALL
+    assert choose_threshold([0.4, 0.2], [True, True])[0] == REJECT_ALL  # nothing above 0.5
+    with pytest.raises(ValueError, match="2 probabilities for 1 outcomes"):
+        choose_threshold([0.9, 0.8], [True])
+    with pytest.raises(ValueError, match="candidates"):
+        choose_threshold([0.9], [True], candidates=[1.5])
+
+
+def test_reject_all_gate_applies_no_edit_and_keeps_its_threshold(tmp_path):
+    gate = fitted_gate()
+    gate.threshold = REJECT_ALL
+    gate.to_disk(tmp_path / "gate.json")
+    task = make_task(gate_path=str(tmp_path / "gate.json"))  # the file's threshold wins over the 0.5 default
+    assert task.gate.threshold == REJECT_ALL
+    doc = tagged_doc()
+    doc.spans["mentions"][0]._.attributes = {"confidence": 0.1}  # a drop the fitted gate would accept at 0.5
+    before = [(s.start, s.end, s.label_) for s in doc.spans["mentions"]]
+    task.apply(doc, task.select(doc)[:1], ['{"nausea": "AdverseReaction"}'])
+    assert [(s.start, s.end, s.label_) for s in doc.spans["mentions"]] == before
+    counts = doc._.llm_corrections
+    assert counts["edits_drop"] == 1 and counts["edits_add"] == 1 and not counts.get("accepted_drop") and not counts.get("accepted_add")
 
 
 def test_bad_gate_settings_are_rejected(tmp_path):

@@ -108,6 +108,9 @@ def make_ade_correct_task_v2(
 
     gate_mode: "on" (default) or "off" (every edit applies: the ungated
         corrector, as v1).
+    gate_threshold: the acceptance threshold of a gate without a file; a
+        fitted gate file carries the threshold chosen on dev (1.0, apply
+        nothing, when no threshold gained there), which takes precedence.
     gate_path: a fitted gate file (``benchmarks/llm_edit_gate_tac.py fit``);
         it can also come with ``initialize(gate_path=...)`` or a saved
         pipeline. An unfitted gate applies every edit.
