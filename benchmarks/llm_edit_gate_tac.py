@@ -19,6 +19,10 @@ to the very same answers:
         training/preds/gate20/test.answers.jsonl training/preds/gate20/gate.json training/preds/gate20/test \
         --linker training/en_clinie_ade_issue25
     clinie evaluate corpus/test.spacy training/preds/gate20/test.gated.spacy --compare training/preds/gate20/test.tagger.spacy
+    # does the gate open for a better annotator? answer with the simulated annotator instead
+    # (a planning simulation that reads the split's gold; never a result for a real LLM)
+    python benchmarks/llm_edit_gate_tac.py answer training/preds/gate20/dev.tagger.spacy \
+        training/preds/gate20/sim0.15/dev.answers.jsonl --demos corpus/train.spacy --sim 0.15 --sim-gold corpus/dev.spacy
 
 The ``*.tagger.spacy`` inputs are the tagger's output (mentions, tag
 entropies, calibrated confidences from ``clinie_confidence_calibrator``).
@@ -92,7 +96,13 @@ def cmd_answer(args: argparse.Namespace) -> None:
     if args.demos:
         demo_docs = load_docs(args.demos)
         task.initialize(lambda: (Example(d, d) for d in demo_docs), n_demos=args.n_demos)
-    model = registry.llm_models.get("clinie.LlamaCpp.v1")()
+    if args.sim is not None:  # a simulation for planning: answers from the split's own gold
+        if not args.sim_gold:
+            raise SystemExit("--sim needs --sim-gold (the .spacy whose gold the simulated annotator reads)")
+        model = registry.llm_models.get("clinie.SimulatedAnnotator.v1")(
+            gold_path=args.sim_gold, seed=args.seed, miss_rate=args.sim, spurious_rate=args.sim, boundary_rate=args.sim)
+    else:
+        model = registry.llm_models.get("clinie.LlamaCpp.v1")()
     t0, n_prompts = time.perf_counter(), 0
     with open(args.output, "w", encoding="utf8") as out:
         for n, doc in enumerate(docs, 1):
@@ -252,6 +262,10 @@ def main() -> None:
     a.add_argument("--n-demos", type=int, default=500)
     a.add_argument("--entropy-threshold", type=float, default=0.1)
     a.add_argument("--limit", type=int, default=0)
+    a.add_argument("--sim", type=float, default=None,
+                   help="answer with clinie.SimulatedAnnotator.v1 at this miss/spurious/boundary rate instead of the LLM (planning only)")
+    a.add_argument("--sim-gold", default=None, help="gold .spacy the simulated annotator answers from")
+    a.add_argument("--seed", type=int, default=0)
     for name in ("fit", "score"):
         p = sub.add_parser(name)
         p.add_argument("gold")
