@@ -77,17 +77,17 @@ def classify(args: argparse.Namespace) -> None:
     print(json.dumps({"units": len(examples), "positive": n_pos, "words_per_second": round(words / elapsed), "words_per_cpu_second": round(words / cpu), "thresholds": rows}))
 
 
+def add_filter(nlp: spacy.Language, classifier: str, threshold: float) -> None:
+    """Put a clinie_sentence_filter with ``classifier`` in front of the tagger."""
+    nlp.add_pipe("clinie_sentence_filter", name="sentence_filter", first=True, config={"classifier": classifier, "threshold": threshold})
+    nlp.get_pipe("sentence_filter").initialize(nlp=nlp)
+
+
 def tag(args: argparse.Namespace) -> None:
     nlp = spacy.load(args.model)
     first = nlp.pipe_names[0] if nlp.pipe_names else None
     if args.filter:
-        nlp.add_pipe(
-            "clinie_sentence_filter",
-            name="sentence_filter",
-            first=True,
-            config={"classifier": args.filter, "threshold": args.threshold},
-        )
-        nlp.get_pipe("sentence_filter").initialize(nlp=nlp)
+        add_filter(nlp, args.filter, args.threshold)
     gold = load_docs(args.gold)
     if args.limit:
         gold = gold[: args.limit]
@@ -112,11 +112,8 @@ def tag(args: argparse.Namespace) -> None:
 
 
 def speed(args: argparse.Namespace) -> None:
-    if not args.filter:
-        raise SystemExit("speed needs --filter CLASSIFIER (it times the tagger with and without it)")
     nlp = spacy.load(args.model)
-    nlp.add_pipe("clinie_sentence_filter", name="sentence_filter", first=True, config={"classifier": args.filter, "threshold": args.threshold})
-    nlp.get_pipe("sentence_filter").initialize(nlp=nlp)
+    add_filter(nlp, args.filter, args.threshold)
     gold = load_docs(args.gold)[: args.limit or None]
     words = sum(len(d) for d in gold)
     names = ("no filter", f"filter t={args.threshold}")
@@ -163,7 +160,7 @@ def main() -> None:
     sp = sub.add_parser("speed", help="words/s with and without the filter, interleaved rounds")
     sp.add_argument("model")
     sp.add_argument("gold")
-    sp.add_argument("--filter", default=None, help="sentence classifier pipeline to put in front")
+    sp.add_argument("--filter", required=True, help="sentence classifier pipeline to put in front (timed with and without it)")
     sp.add_argument("--threshold", type=float, default=0.5)
     sp.add_argument("--limit", type=int, default=60, help="the first N docs")
     sp.add_argument("--rounds", type=int, default=5)
