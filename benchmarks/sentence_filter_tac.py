@@ -15,7 +15,7 @@ Predictions are saved for `clinie evaluate --compare`.
     python benchmarks/sentence_filter_tac.py tag training/ade_cpu/model-best corpus/test.spacy \
         --output training/preds/ade_cpu_test.spacy
     python benchmarks/sentence_filter_tac.py tag training/ade_cpu/model-best corpus/test.spacy \
-        --filter training/sentence_filter_bow/model-best --threshold 0.5 \
+        --filter training/sentence_filter_bow/model-best --threshold 0.1 \
         --output training/preds/ade_cpu_filter_bow_test.spacy
     clinie evaluate corpus/test.spacy training/preds/ade_cpu_test.spacy \
         --compare training/preds/ade_cpu_filter_bow_test.spacy
@@ -146,13 +146,13 @@ def main() -> None:
     c = sub.add_parser("classify", help="the sentence classifier alone on sentence units")
     c.add_argument("classifier")
     c.add_argument("gold")
-    c.add_argument("--thresholds", type=float, nargs="+", default=[0.2, 0.3, 0.5, 0.7])
+    c.add_argument("--thresholds", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.5, 0.7])
     c.add_argument("--batch-size", type=int, default=64)
     t = sub.add_parser("tag", help="a tagger with or without the filter in front")
     t.add_argument("model")
     t.add_argument("gold")
     t.add_argument("--filter", default=None, help="sentence classifier pipeline to put in front")
-    t.add_argument("--threshold", type=float, default=0.5)
+    t.add_argument("--threshold", type=float, default=0.1)
     t.add_argument("--output", default=None)
     t.add_argument("--batch-size", type=int, default=8)
     t.add_argument("--limit", type=int, default=0, help="only the first N docs (speed runs)")
@@ -161,7 +161,7 @@ def main() -> None:
     sp.add_argument("model")
     sp.add_argument("gold")
     sp.add_argument("--filter", required=True, help="sentence classifier pipeline to put in front (timed with and without it)")
-    sp.add_argument("--threshold", type=float, default=0.5)
+    sp.add_argument("--threshold", type=float, default=0.1)
     sp.add_argument("--limit", type=int, default=60, help="the first N docs")
     sp.add_argument("--rounds", type=int, default=5)
     sp.add_argument("--batch-size", type=int, default=8)
