@@ -42,8 +42,8 @@ from spacy_llm.registry import registry
 
 from spacy_clinie.readers import load_docs
 from spacy_clinie.extensions import copy_doc_meta
-from spacy_clinie.llm.edits import EDIT_KINDS, Edit
-from spacy_clinie.llm.gate import EditGate, PipelineLinkScorer, choose_threshold, edit_outcome
+from spacy_clinie.llm.gate import EditGate, PipelineLinkScorer
+from spacy_clinie.llm.gate_fit import answers_threshold, collect_answers, fit_gate, read_answers
 from spacy_clinie.llm.tasks.ade_correct.task import STAT_KEYS, ADECorrectTask
 from spacy_clinie.llm.types import Response
 from spacy_clinie.scoring import compare_systems, evaluate_docs
@@ -103,45 +103,16 @@ def cmd_answer(args: argparse.Namespace) -> None:
             gold_path=args.sim_gold, seed=args.seed, miss_rate=args.sim, spurious_rate=args.sim, boundary_rate=args.sim)
     else:
         model = registry.llm_models.get("clinie.LlamaCpp.v1")()
-    t0, n_prompts = time.perf_counter(), 0
-    with open(args.output, "w", encoding="utf8") as out:
-        for n, doc in enumerate(docs, 1):
-            prompts = list(task.generate_prompts([doc]))[0][0]
-            responses = list(list(model([prompts]))[0]) if prompts else []
-            n_prompts += len(prompts)
-            out.write(json.dumps({"doc": n - 1, "doc_id": doc._.doc_id, "threshold": args.entropy_threshold,
-                                  "responses": [{"text": str(r), "tokens": getattr(r, "tokens", None)} for r in responses]}) + "\n")
-            out.flush()
-            if n % 5 == 0:
-                print(f"{n}/{len(docs)} docs, {n_prompts} prompts, {time.perf_counter() - t0:.0f}s", flush=True)
+    t0 = time.perf_counter()
+
+    def report(n: int) -> None:
+        if n % 5 == 0:
+            print(f"{n}/{len(docs)} docs, {time.perf_counter() - t0:.0f}s", flush=True)
+
+    answers = collect_answers(task, model, docs, args.output, progress=report)
+    n_prompts = sum(len(a) for a in answers)
     print(json.dumps({"docs": len(docs), "prompts": n_prompts, "seconds": round(time.perf_counter() - t0, 1),
                       "seconds_per_prompt": round((time.perf_counter() - t0) / max(1, n_prompts), 3)}))
-
-
-def read_answers(path: str) -> Tuple[List[List[Response]], float]:
-    rows = []
-    for line in Path(path).read_text(encoding="utf8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:  # the last line of a run stopped by its time limit
-            break
-    answers = [[Response(r["text"], tokens=r["tokens"]) for r in row["responses"]] for row in rows]
-    return answers, float(rows[0]["threshold"])
-
-
-def collect_edits(task: ADECorrectTask, gold: List[Doc], tagged: List[Doc], answers: List[List[Response]]) -> Tuple[List[Edit], List[bool]]:
-    """Every edit the ungated answers make, featurized, with its outcome
-    against the gold spans (token offsets and label) of the same doc."""
-    edits, outcomes = [], []
-    for g, doc, responses in zip(gold, tagged, answers):
-        gold_keys = {(s.start, s.end, s.label_) for s in g.spans.get("mentions", [])}
-        current = list(doc.spans["mentions"]) if "mentions" in doc.spans else []
-        for (start, end, entropy), response in zip(task.select(doc), responses):
-            unit, _, _ = task.unit_edits(doc, start, end, entropy, response, current)
-            for e in unit or []:
-                edits.append(e)
-                outcomes.append(edit_outcome(e, gold_keys))
-    return edits, outcomes
 
 
 def build_gate(args: argparse.Namespace) -> EditGate:
@@ -156,47 +127,19 @@ def read_inputs(args: argparse.Namespace) -> Tuple[List[Doc], List[Doc], List[Li
     (a run stopped by its time limit covers the first sections only)."""
     gold = load_docs(args.gold)
     tagged = read_tagged(args.tagged, make_blank().vocab)
-    answers, threshold = read_answers(args.answers)
+    answers, threshold = read_answers(args.answers), answers_threshold(args.answers)
     return gold[: len(answers)], tagged[: len(answers)], answers, threshold
 
 
 def cmd_fit(args: argparse.Namespace) -> None:
     gold, tagged, answers, threshold = read_inputs(args)
-    gate = build_gate(args)
-    task = make_task(threshold, gate)
-    edits, outcomes = collect_edits(task, gold, tagged, answers)
-    # dev estimate of the gate: k folds over documents, each scored by a gate fitted on the others
-    doc_of = [n for n, (doc, responses) in enumerate(zip(tagged, answers)) for (s, e, h), r in zip(task.select(doc), responses)
-              for _ in (task.unit_edits(doc, s, e, h, r, list(doc.spans["mentions"]))[0] or [])]
-    oof = [1.0] * len(edits)  # out-of-fold P(right)
-    fold_gates: Dict[int, EditGate] = {}
-    for k in range(args.folds):
-        held = [i for i, n in enumerate(doc_of) if n % args.folds == k]
-        rest = [i for i in range(len(edits)) if doc_of[i] % args.folds != k]
-        fold = EditGate(dictionary=gate.dictionary, link_scorer=gate.link_scorer)
-        if rest:
-            fold.fit([edits[i] for i in rest], [outcomes[i] for i in rest], c=args.c)
-        fold_gates[k] = fold
-        for i, p in zip(held, fold.probabilities([edits[i] for i in held])):
-            oof[i] = float(p)
-    # the acceptance threshold from the out-of-fold probabilities (REJECT_ALL when no threshold gains)
-    table: List[Dict[str, Any]] = []
-    if args.select_threshold:
-        gate.threshold, table = choose_threshold(oof, outcomes)
-    for fold in fold_gates.values():
-        fold.threshold = gate.threshold
-    cv_accept = [p > gate.threshold for p in oof]
+    task = make_task(threshold, build_gate(args))
+    fitted = fit_gate(task, gold, tagged, answers, folds=args.folds, c=args.c, select_threshold=args.select_threshold)
     # dev scores: each doc gated by the gate fitted on the other folds' docs
-    systems = apply_gates(gold, tagged, answers, task.entropy_threshold, lambda n: fold_gates[n % args.folds])
-    report = gate.fit(edits, outcomes, c=args.c)
-    report["threshold_fitted_on"] = threshold
-    report["cv_folds"] = args.folds
-    report["acceptance_threshold"] = gate.threshold
-    report["threshold_selection"] = table
-    report["cv_per_kind"] = {k: {"accepted": sum(a for e, a in zip(edits, cv_accept) if e.kind == k),
-                                 "accepted_right": sum(a and o for e, a, o in zip(edits, cv_accept, outcomes) if e.kind == k)}
-                             for k in EDIT_KINDS}
-    report["dev_cross_fitted"] = compare_to_tagger(gold, systems)
+    systems = apply_gates(gold, tagged, answers, task.entropy_threshold, lambda n: fitted.fold_gates[n % args.folds])
+    report = {**fitted.report, "threshold_fitted_on": threshold, "dev_cross_fitted": compare_to_tagger(gold, systems)}
+    gate = fitted.gate
+    gate.fit_report = report  # the file keeps how the gate did on dev
     gate.to_disk(args.output)
     print(json.dumps({**report, "coef": dict(zip(gate.to_dict()["features"], [round(c, 3) for c in gate.to_dict()["coef"]])),
                       "intercept": round(gate.intercept, 3)}, indent=1))

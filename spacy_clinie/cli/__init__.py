@@ -8,6 +8,7 @@ from . import report  # noqa: F401
 from . import calibrate  # noqa: F401
 from . import package  # noqa: F401
 from . import tune_verifier  # noqa: F401
+from . import fit_gate  # noqa: F401
 from ._util import app
 
 __all__ = ["app"]

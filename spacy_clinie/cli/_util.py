@@ -16,3 +16,19 @@ app = typer.Typer(
 
 Arg = typer.Argument
 Opt = typer.Option
+
+# the corrector a command builds when --llm-config does not replace it: the
+# gated ADE task (seed 001) on the local SmolLM2-135M
+DEFAULT_LLM_CONFIG = """
+[task]
+@llm_tasks = "clinie.ADECorrect.v2"
+
+[task.demos]
+@llm_misc = "clinie.DemoPool.v1"
+
+[task.demos.encoder]
+@misc = "clinie.SentenceEncoder.v1"
+
+[model]
+@llm_models = "clinie.LlamaCpp.v1"
+"""

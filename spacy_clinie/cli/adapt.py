@@ -3,21 +3,7 @@ from typing import Optional
 
 import typer
 
-from ._util import Arg, Opt, app
-
-DEFAULT_LLM_CONFIG = """
-[task]
-@llm_tasks = "clinie.ADECorrect.v2"
-
-[task.demos]
-@llm_misc = "clinie.DemoPool.v1"
-
-[task.demos.encoder]
-@misc = "clinie.SentenceEncoder.v1"
-
-[model]
-@llm_models = "clinie.LlamaCpp.v1"
-"""
+from ._util import DEFAULT_LLM_CONFIG, Arg, Opt, app
 
 
 @app.command("adapt")
@@ -34,7 +20,7 @@ def adapt_cli(
     gate: Optional[Path] = Opt(
         None,
         "--gate",
-        help="A fitted edit gate (benchmarks/llm_edit_gate_tac.py fit): only the LLM edits it judges more likely right than wrong train the tagger. Without it every edit applies (ungated).",
+        help="A fitted edit gate (clinie fit-gate): only the LLM edits it judges more likely right than wrong train the tagger. Without it every edit applies (ungated).",
         exists=True,
         dir_okay=False,
     ),
@@ -109,6 +95,8 @@ def adapt_cli(
         if "ADECorrect.v2" not in str(cfg["task"].get("@llm_tasks")):
             raise typer.BadParameter("--gate needs the clinie.ADECorrect.v2 task (the --llm-config [task] block names another)", param_hint="--gate")
         cfg["task"]["gate_path"] = str(gate)
+    elif "ADECorrect.v2" in str(cfg["task"].get("@llm_tasks")) and not cfg["task"].get("gate_path"):
+        cfg["task"]["gate_mode"] = "off"  # ungated on purpose: the note below says so once
     try:
         resolved = registry.resolve(cfg)
     except (ValueError, OSError) as err:  # e.g. a gate file of another version

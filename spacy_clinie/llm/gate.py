@@ -7,13 +7,15 @@ tagger's calibrated confidence in the span it touches, the LLM's
 probability for the string it named, the unit's tag entropy, and whether
 the train-string dictionary or the MedDRA linker knows the string (and the
 link score). An edit applies only when P(right) > ``threshold``. An
-unfitted gate rejects nothing (it is the ungated corrector) and says so.
+unfitted gate rejects nothing (it is the ungated corrector) and says so
+with a warning, once per gate, when it is switched on.
 
 The threshold itself is chosen on dev (``choose_threshold``) from
 out-of-fold probabilities: the candidate that applies the most more right
 than wrong edits, or 1.0 (apply nothing) when no candidate gains. A small
 LLM whose edits do not pay on dev is thereby switched off, not trusted.
 """
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
@@ -27,6 +29,11 @@ FEATURES = (
     "tagger_confidence", "llm_probability", "unit_entropy", "in_dictionary", "link_score",
 )
 GATE_MODES = ("on", "off")
+UNFITTED_WARNING = (
+    "the LLM edit gate is on but not fitted, so every LLM edit applies (the ungated corrector; with SmolLM2-135M "
+    "it lowered TAC test strict F1 by 0.024, benchmarks/RESULTS.md). Fit one on held-out gold with `clinie fit-gate` "
+    "and set the task's gate_path, or set gate_mode = \"off\" to run ungated knowingly."
+)
 LinkScorer = Callable[[List[str]], List[float]]
 
 
@@ -89,6 +96,7 @@ class EditGate:
         self.coef: Optional[numpy.ndarray] = None
         self.intercept = 0.0
         self.fit_report: Dict[str, Any] = {}
+        self.warned_unfitted = False
 
     @property
     def is_fitted(self) -> bool:
@@ -139,6 +147,9 @@ class EditGate:
     def accept(self, edits: Sequence[Edit]) -> List[bool]:
         """Which edits apply: all when off or unfitted, else P(right) > threshold."""
         if not self.active:
+            if self.mode == "on" and edits and not self.warned_unfitted:
+                self.warned_unfitted = True
+                warnings.warn(UNFITTED_WARNING, UserWarning, stacklevel=2)
             return [True] * len(edits)
         return [bool(p > self.threshold) for p in self.probabilities(edits)]
 
@@ -234,5 +245,5 @@ def load_gate_data(path: Union[str, Path]) -> Tuple[Dict[str, Any], str]:
     """A fitted gate file (``EditGate.to_disk``) and its path as a string."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"gate file {path} not found (write one with benchmarks/llm_edit_gate_tac.py fit)")
+        raise FileNotFoundError(f"gate file {path} not found (write one with `clinie fit-gate`)")
     return srsly.read_json(path), str(path)

@@ -97,11 +97,22 @@ def test_gate_on_and_off_change_which_edits_apply():
 
 
 def test_unfitted_gate_and_v1_apply_every_edit():
+    import warnings
+
+    answer = ['{"Severe rash": "AdverseReaction", "nausea": "AdverseReaction"}']
     for task in (make_task(), registry.llm_tasks.get("clinie.ADECorrect.v1")(entropy_threshold=0.2)):
         doc = tagged_doc()
-        task.apply(doc, task.select(doc)[:1], ['{"Severe rash": "AdverseReaction", "nausea": "AdverseReaction"}'])
+        task.apply(doc, task.select(doc)[:1], answer)
         assert [s.text for s in doc.spans["mentions"]] == ["Severe rash", "nausea"]
         assert doc._.llm_corrections["edits_reboundary"] == 1 and doc._.llm_corrections["edits_add"] == 1
+    # switched on but unfitted, the gate says so (once); off, it is ungated on purpose and quiet
+    task = make_task()
+    with pytest.warns(UserWarning, match="not fitted.*clinie fit-gate"):
+        task.apply(tagged_doc(), task.select(tagged_doc())[:1], answer)
+    for quiet in (task, make_task(gate_mode="off")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            quiet.apply(tagged_doc(), quiet.select(tagged_doc())[:1], answer)
 
 
 def test_threshold_is_chosen_by_net_gain_and_rejects_all_when_nothing_pays():

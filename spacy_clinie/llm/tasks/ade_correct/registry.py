@@ -111,7 +111,7 @@ def make_ade_correct_task_v2(
     gate_threshold: the acceptance threshold of a gate without a file; a
         fitted gate file carries the threshold chosen on dev (1.0, apply
         nothing, when no threshold gained there), which takes precedence.
-    gate_path: a fitted gate file (``benchmarks/llm_edit_gate_tac.py fit``);
+    gate_path: a fitted gate file (``clinie fit-gate``);
         it can also come with ``initialize(gate_path=...)`` or a saved
         pipeline. An unfitted gate applies every edit.
     link_scorer: e.g. ``clinie.MeddraLinkScorer.v1`` for the link-score
