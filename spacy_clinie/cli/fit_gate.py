@@ -132,6 +132,14 @@ def fit_gate_cli(
     if save is not None:
         if name is None:
             fail(f"--save needs a corrector component in {model} (none found)")
+        own = nlp.get_pipe(name).task
+        if getattr(own, "gate", None) is None:
+            fail(f"--save: {name!r} runs a task without an edit gate; set its task to clinie.ADECorrect.v2")
+        if own is not task:  # --llm-config gave its own [task]: the pipeline's task gets the fitted gate
+            own.gate.from_dict(task.gate.to_dict(), where=str(output))
+        if linker is not None and own.gate.link_scorer is None:
+            typer.echo(f"note: the gate was fitted with link scores from {linker}, but {name!r} has no link_scorer; "
+                       "set its task's link_scorer to clinie.MeddraLinkScorer.v1 with that pipeline, or the feature reads 0", err=True)
         nlp.to_disk(save)
         typer.echo(f"pipeline with the gate in {name!r}: {save}")
 

@@ -47,7 +47,8 @@ def test_config_assembles_every_component_by_entry_point():
     assert "'clinie_relation_linker'" in out.stdout and "'clinie_meddra_linker'" in out.stdout
     assert "'medspacy_context'" in out.stdout and "'clinie_context_attributes'" in out.stdout
     assert "['llm_corrector', 'relation_linker']" in out.stdout  # switched off by default
-    assert "'llm'" in out.stdout  # spacy-llm's component running clinie.ADECorrect.v1
+    assert "'llm'" in out.stdout  # spacy-llm's component running clinie.ADECorrect.v2 (gated)
+    assert cfg_task(CONFIG) == ("clinie.ADECorrect.v2", "on")
     assert "'clinie_drug_ner'" in out.stdout and "'clinie_drug_ade_linker'" in out.stdout  # issue 25
     assert "'reaction_verifier'" in out.stdout  # issue 19, sourced from the tuned verifier
 
@@ -189,3 +190,11 @@ def test_package_install_and_load_in_fresh_process(tmp_path):
     assert got["links"] == [["ADE-Drug", "rule_all"]]  # drug mention and link (issue 25)
     assert got["perf"]["mention_strict_f"] == pytest.approx(1 / 3)
     assert got["perf"]["evaluation"]["tiny_test"]["mention_strict"]["micro"]["p"] == 0.5
+
+
+def cfg_task(path: Path):
+    """The packaged corrector's task and gate mode."""
+    from spacy.util import load_config
+
+    task = load_config(path, interpolate=False)["components"]["llm_corrector"]["task"]
+    return task["@llm_tasks"], task.get("gate_mode")

@@ -145,3 +145,30 @@ def test_fit_gate_cli_end_to_end_and_resume(tiny_tagger, tmp_path):
     # bad input: a clear error naming what is wrong
     bad = CliRunner().invoke(app, ["fit-gate", str(tiny_tagger), str(dev), str(out), "--corrector", "llm", "--no-progress"])
     assert bad.exit_code == 1 and "no llm component 'llm'" in bad.output
+
+
+def test_fit_gate_for_a_pipelines_disabled_corrector_and_save(tiny_tagger, tmp_path):
+    """A pipeline with a switched-off corrector (as en_clinie_ade ships):
+    the gate is fitted for that component, with its own task and model, on
+    what the components before it produce, and --save writes the pipeline
+    with the fitted gate inside the corrector."""
+    import spacy
+
+    dev = tmp_path / "dev.spacy"
+    DocBin(docs=_gold_of_texts(), store_user_data=True).to_disk(dev)
+    nlp = spacy.load(tiny_tagger)
+    nlp.add_pipe("llm", name="llm_corrector", config={
+        "save_io": False,
+        "task": {"@llm_tasks": "clinie.ADECorrect.v2", "entropy_threshold": 0.0},
+        "model": {"@llm_models": "clinie.SimulatedAnnotator.v1", "gold_path": str(dev), "miss_rate": 0.3, "spurious_rate": 0.3, "seed": 1},
+    })
+    nlp.disable_pipe("llm_corrector")
+    nlp.to_disk(tmp_path / "pipeline")
+    out, saved = tmp_path / "gate.json", tmp_path / "gated"
+    result = CliRunner().invoke(app, ["fit-gate", str(tmp_path / "pipeline"), str(dev), str(out), "--save", str(saved), "--folds", "2", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "8 units above entropy 0.0" in result.output  # the corrector's own task settings
+    loaded = spacy.load(saved)
+    assert loaded.disabled == ["llm_corrector"]
+    gate = loaded.get_pipe("llm_corrector").task.gate
+    assert gate.is_fitted and gate.to_dict()["coef"] == json.loads(out.read_text())["coef"]
