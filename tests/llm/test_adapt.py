@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import spacy
 
-from ..pipeline.test_soft_prompt_tagger import build, train
 
 TEXTS = [
     "Patients reported nausea and severe headache after the first dose. Dizziness was also seen.",
@@ -20,15 +19,6 @@ TEXTS = [
     "Hepatotoxicity was seen in rats at high doses. Monitor liver enzymes monthly.",
     "Anaphylaxis and angioedema have been reported. Vomiting occurred in two patients.",
 ]
-
-
-@pytest.fixture(scope="module")
-def tiny_tagger(tmp_path_factory):
-    nlp = build()
-    train(nlp, n_iter=15)
-    path = tmp_path_factory.mktemp("adapt") / "model"
-    nlp.to_disk(path)
-    return path
 
 
 def adapt_cmd(model: Path, target: Path, out: Path):

@@ -15,7 +15,6 @@ from spacy_clinie.llm.gate_fit import collect_answers, collect_edits, fit_gate, 
 from spacy_clinie.llm.models.simulated import SimulatedAnnotator
 from spacy_clinie.tokenizer import make_blank
 
-from ..pipeline.test_soft_prompt_tagger import build, train
 from .test_adapt import TEXTS, _gold_of_texts
 from .test_task import TEXT, tagged_doc
 
@@ -109,15 +108,6 @@ def test_fit_gate_applies_nothing_when_no_threshold_gains():
         fit_gate(t, gold, tagged, [["", ""] for _ in range(4)], folds=2)
     with pytest.raises(ValueError, match="folds"):
         fit_gate(t, gold, tagged, answers, folds=1)
-
-
-@pytest.fixture(scope="module")
-def tiny_tagger(tmp_path_factory):
-    nlp = build()
-    train(nlp, n_iter=15)
-    path = tmp_path_factory.mktemp("fit_gate") / "model"
-    nlp.to_disk(path)
-    return path
 
 
 def test_fit_gate_cli_end_to_end_and_resume(tiny_tagger, tmp_path):
