@@ -14,7 +14,7 @@ def adapt_cli(
     llm_config: Optional[Path] = Opt(
         None,
         "--llm-config",
-        help="A .cfg whose \\[model] block is any spacy-llm model (e.g. clinie.OpenAICompatible.v1 with base_url) and optional \\[task] block sets clinie.ADECorrect.v1. Default: the local SmolLM2 GGUF.",
+        help="A .cfg whose \\[model] block is any spacy-llm model (e.g. clinie.OpenAICompatible.v1 with base_url) and optional \\[task] block sets the task (clinie.ADECorrect.v2, gated; v1 is ungated). Default: the local SmolLM2 GGUF.",
         exists=True,
     ),
     gate: Optional[Path] = Opt(
