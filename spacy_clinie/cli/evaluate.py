@@ -1,31 +1,11 @@
 from pathlib import Path
-from typing import TYPE_CHECKING, List, Optional
+from typing import List, Optional
 
 import srsly
 import typer
 
 from ..errors import FormatError
 from ._util import Arg, Opt, app
-
-if TYPE_CHECKING:
-    from spacy.tokens import Doc
-
-
-def predictions(source: str, gold: List["Doc"], *, gpu_id: int = -1, batch_size: int = 64) -> List["Doc"]:
-    """Docs from a .spacy file, or from running a pipeline (path or package
-    name) over the gold texts."""
-    from ..readers import load_docs, unannotated
-
-    if source.endswith(".spacy"):
-        return load_docs(source)
-    import spacy
-    from tqdm import tqdm
-
-    if gpu_id >= 0:
-        spacy.require_gpu(gpu_id)
-    nlp = spacy.load(source)
-    docs = nlp.pipe(unannotated(nlp, gold), batch_size=batch_size)
-    return list(tqdm(docs, total=len(gold), desc="predicting", unit="doc"))
 
 
 @app.command("evaluate")
@@ -52,16 +32,16 @@ def evaluate_cli(
     end-to-end mention + PT F1, and seed 004's LINK scores (PT names per
     unit, exact then fuzzy). Prints a table; --output writes JSON.
     """
-    from ..readers import load_docs
+    from ..readers import load_docs, system_docs
     from ..scoring import compare_systems, evaluate_docs, format_table
     from ..scoring.meddra import evaluate_meddra, format_meddra_table, seen_pt_ids
 
     try:
         gold = load_docs(gold_path)
-        pred_docs = predictions(pred, gold, gpu_id=gpu_id)
+        pred_docs = system_docs(pred, gold, gpu_id=gpu_id)
         scores = evaluate_docs(gold, pred_docs, unit=unit, labels=labels)
         if compare:
-            other = predictions(compare, gold, gpu_id=gpu_id)
+            other = system_docs(compare, gold, gpu_id=gpu_id)
             scores["compare"] = {"system_a": pred, "system_b": compare, "b": evaluate_docs(gold, other, unit=unit, labels=labels)}
             scores["significance"] = compare_systems(gold, pred_docs, other, unit=unit, n_shuffles=n_shuffles, labels=labels)
         seen_pts = seen_pt_ids(d for path in seen for d in load_docs(path)) if seen else None

@@ -30,3 +30,19 @@ def unannotated(nlp: Language, docs: Iterable[Doc]) -> Iterator[Doc]:
     """Fresh docs with the texts and metadata (id, label, section) of
     ``docs`` and none of their annotations: what a pipeline is run on."""
     return (copy_doc_meta(doc, nlp.make_doc(doc.text)) for doc in docs)
+
+
+def system_docs(source: str, gold: List[Doc], *, gpu_id: int = -1, batch_size: int = 64) -> List[Doc]:
+    """A system's docs for scoring against ``gold``: read from a .spacy
+    file, or made by running a pipeline (path or package name) over the gold
+    texts, with a progress bar. ``gpu_id`` follows spaCy's ``--gpu-id``."""
+    if str(source).endswith(".spacy"):
+        return load_docs(source)
+    import spacy
+    from tqdm import tqdm
+
+    if gpu_id >= 0:
+        spacy.require_gpu(gpu_id)
+    nlp = spacy.load(source)
+    docs = nlp.pipe(unannotated(nlp, gold), batch_size=batch_size)
+    return list(tqdm(docs, total=len(gold), desc="predicting", unit="doc"))

@@ -107,6 +107,20 @@ def test_performance_leaves_out_levels_without_predictions(tmp_path):
     assert perf["evaluation"]["tagger_test"]["pt"]["micro"] == zero
 
 
+def test_performance_later_system_replaces_a_level_even_when_empty(tmp_path):
+    """Named scores come after the files; a level the later system predicted
+    nothing for leaves the headline instead of keeping the earlier score."""
+    metrics = tmp_path / "tagger_test.json"
+    metrics.write_text(json.dumps({"reaction": {"micro": {"p": 0.5, "r": 0.5, "f": 0.5, "n_pred": 4}},
+                                   "mention_strict": {"micro": {"p": 0.4, "r": 0.4, "f": 0.4, "n_pred": 5}}}))  # fmt: skip
+    pipeline = {"reaction": {"micro": {"p": 0.6, "r": 0.6, "f": 0.6, "n_pred": 4}},
+                "mention_strict": {"micro": {"p": 0.0, "r": 0.0, "f": 0.0, "n_pred": 0}}}  # fmt: skip
+    perf = performance([metrics], {"pipeline_test": pipeline})
+    assert perf["reaction_f"] == 0.6
+    assert "mention_strict_f" not in perf
+    assert list(perf["evaluation"]) == ["tagger_test", "pipeline_test"]
+
+
 def test_package_install_and_load_in_fresh_process(tmp_path):
     model = _tiny_trained_pipeline(tmp_path / "model")
     metrics = tmp_path / "tiny_test.json"

@@ -5,13 +5,16 @@ project; a tiny TAC 2017 OnSIDES-format corpus is written there, and the
 workflow runs with var overrides (``tac_dir``, ``euadr``, ``config``): a
 variant of configs/ade_cpu.cfg with a tiny random BERT that trains for two
 steps on short windows.
-It goes convert → convert-euadr → train → evaluate → calibrate → baseline →
-evaluate-baseline → package; then the wheel is pip-installed into a fresh
-folder and ``spacy.load("en_clinie_ade")`` runs in a fresh process that
-never imports spacy_clinie (entry points), with the test scores in meta.json.
+It goes convert → convert-euadr → train → evaluate → calibrate →
+train-verifier → tune-verifier → baseline → evaluate-baseline → package
+(which scores the assembled pipeline on the test split); then the wheel is
+pip-installed into a fresh folder and ``spacy.load("en_clinie_ade")`` runs in
+a fresh process that never imports spacy_clinie (entry points), with the
+pipeline's test scores in meta.json.
 """
 
 import json
+import math
 import os
 import re
 import shutil
@@ -20,11 +23,25 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from spacy.util import load_config
 
 from ..conftest import shared
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def _same_scores(a: object, b: object) -> bool:
+    """``a == b`` with floats equal to 1e-9 (nested dicts and lists)."""
+    if isinstance(a, float) or isinstance(b, float):
+        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and math.isclose(a, b, abs_tol=1e-9)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_scores(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same_scores(x, y) for x, y in zip(a, b))
+    return a == b
+
+
 TERMS = [
     ("nausea", "Nausea", 10028813),
     ("rash", "Rash", 10037844),
@@ -149,6 +166,12 @@ def test_project_run_all_then_install_and_load(tmp_path):
     assert got["pipes"][0] == "ade" and "meddra_linker" in got["pipes"] and "medspacy_context" in got["pipes"]
     assert "relation_linker" in got["disabled"]  # switched off until trained on relations
     assert "confidence_calibrator" in got["pipes"]  # maps fitted on dev by the calibrate step
-    assert got["perf"]["mention_strict_f"] == metrics["mention_strict"]["micro"]["f"]
-    assert got["perf"]["reaction_f"] == metrics["reaction"]["micro"]["f"]
+    # the headline is the assembled pipeline's own test score (verifier and
+    # all); the tagger-alone evaluation stays beside it
+    pipeline = json.loads((project / "metrics" / "en_clinie_ade_test.json").read_text())
+    assert pipeline["system"]["labels"] == ["AdverseReaction"]
+    assert got["perf"]["mention_strict_f"] == pytest.approx(pipeline["mention_strict"]["micro"]["f"], abs=1e-9)
+    assert got["perf"]["reaction_f"] == pytest.approx(pipeline["reaction"]["micro"]["f"], abs=1e-9)
+    # meta.json passes through srsly's ujson, which may move the last digit
+    assert _same_scores(got["perf"]["evaluation"]["ade_tiny_test"], metrics), (got["perf"], metrics)
     print(f"spacy project run all (tiny): {elapsed:.1f}s")

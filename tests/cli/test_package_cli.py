@@ -52,3 +52,44 @@ def test_package_missing_metrics_is_an_error(tmp_path):
     assert result.exit_code == 1
     assert "none.json: no such metrics file" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_package_scores_the_assembled_pipeline(tmp_path):
+    """--score-on runs the saved pipeline over a gold split: its own scores
+    lead meta.json (over a --metrics file's) and go to --score-output."""
+    from spacy.tokens import DocBin
+
+    from spacy_clinie.extensions import register_extensions
+    from spacy_clinie.tokenizer import make_blank
+
+    register_extensions()
+    blank = make_blank()
+    doc = blank("Patients on aspirin and warfarin had bleeding. Metformin caused nausea.")
+    doc._.doc_id = "d1"
+    # gold: two of the three drugs the dictionary finds, and one reaction
+    doc.spans["mentions"] = [doc.char_span(12, 19, "Drug"), doc.char_span(24, 32, "Drug"), doc.char_span(37, 45, "AdverseReaction")]
+    gold = tmp_path / "gold.spacy"
+    DocBin(docs=[doc], store_user_data=True).to_disk(gold)
+    cfg = tmp_path / "tiny.cfg"
+    cfg.write_text(CONFIG)
+    tagger_only = tmp_path / "tagger_test.json"
+    tagger_only.write_text(json.dumps({"mention_strict": {"micro": {"p": 0.1, "r": 0.1, "f": 0.1, "n_pred": 9}}}))
+    out, scores = tmp_path / "pipeline", tmp_path / "metrics" / "pipeline_test.json"
+    args = ["package", str(cfg), str(out), "--metrics", str(tagger_only), "--score-on", str(gold), "--labels", "Drug", "--score-output", str(scores)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    perf = json.loads((out / "meta.json").read_text())["performance"]
+    assert (round(perf["mention_strict_p"], 4), perf["mention_strict_r"]) == (0.6667, 1.0)
+    assert set(perf["evaluation"]) == {"tagger_test", "pipeline_test"}
+    written = json.loads(scores.read_text())
+    assert written["mention_strict"]["micro"]["f"] == perf["mention_strict_f"]
+    assert written["system"]["labels"] == ["Drug"]
+
+
+def test_package_missing_gold_is_an_error(tmp_path):
+    cfg = tmp_path / "tiny.cfg"
+    cfg.write_text(CONFIG)
+    result = CliRunner().invoke(app, ["package", str(cfg), str(tmp_path / "out"), "--score-on", str(tmp_path / "none.spacy")])
+    assert result.exit_code == 1
+    assert "none.spacy: no such gold file" in result.output
+    assert not (tmp_path / "out").exists()
