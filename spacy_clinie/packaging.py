@@ -22,6 +22,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 import srsly
 from spacy import util
+from spacy.cli.package import generate_readme
 from spacy.language import Language
 from spacy.training.initialize import get_sourced_components
 
@@ -33,7 +34,8 @@ from .scoring.meddra import evaluate_meddra
 # (what spaCy's package README table shows); the whole file goes under
 # performance["evaluation"][<file stem>]. A level the evaluated system made
 # no prediction for (n_pred == 0: e.g. PT codes when only the tagger was
-# scored) is left out of the headline, not reported as F1 0.
+# scored) or that has no gold (n_gold == 0: TAC has no drug-ADE relations) is
+# left out of the headline, not reported as F1 0.
 HEADLINE = ("mention_strict", "mention_relaxed", "reaction", "pt", "relation")
 
 
@@ -82,7 +84,8 @@ def performance(
                 # a later system that predicted nothing at this level must not
                 # leave an earlier system's scores standing in the headline
                 out.pop(f"{level}_{score}", None)
-                if micro.get("n_pred") != 0 and isinstance(micro.get(score), (int, float)):
+                unscored = micro.get("n_pred") == 0 or micro.get("n_gold") == 0
+                if not unscored and isinstance(micro.get(score), (int, float)):
                     out[f"{level}_{score}"] = micro[score]
     out["evaluation"] = evaluation
     return out
@@ -95,14 +98,17 @@ def write_meta(
     **fields: Any,
 ) -> Dict[str, Any]:
     """Merge the scores (and ``fields`` such as name, version, description)
-    into ``model_dir/meta.json``; ``spacy package`` carries it into the
-    package."""
+    into ``model_dir/meta.json`` and write the matching ``README.md`` there;
+    ``spacy package`` carries both into the package. (Without a README in
+    ``model_dir``, ``spacy package --force`` keeps the one it generated on
+    its last run, with that run's scores.)"""
     path = Path(model_dir) / "meta.json"
     meta = srsly.read_json(path)
     meta.update({k: v for k, v in fields.items() if v is not None})
     if metrics or scores:
         meta["performance"] = {**(meta.get("performance") or {}), **performance(metrics, scores)}
     srsly.write_json(path, meta)
+    (Path(model_dir) / "README.md").write_text(generate_readme(meta), encoding="utf8")
     return meta
 
 

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import spacy
 from spacy.tokens import Span
 from spacy.training import Example
 
@@ -119,6 +120,38 @@ def test_performance_later_system_replaces_a_level_even_when_empty(tmp_path):
     assert perf["reaction_f"] == 0.6
     assert "mention_strict_f" not in perf
     assert list(perf["evaluation"]) == ["tagger_test", "pipeline_test"]
+
+
+def test_performance_leaves_out_levels_without_gold(tmp_path):
+    """TAC has no drug-ADE relations: the relation level's F1 is undefined
+    there, not 0, even though the pipeline predicts relations."""
+    metrics = tmp_path / "pipeline_test.json"
+    metrics.write_text(json.dumps({"reaction": {"micro": {"p": 0.5, "r": 0.5, "f": 0.5, "n_pred": 4, "n_gold": 4}},
+                                   "relation": {"micro": {"p": 0.0, "r": 0.0, "f": 0.0, "n_pred": 9, "n_gold": 0}}}))  # fmt: skip
+    perf = performance([metrics])
+    assert perf["reaction_f"] == 0.5
+    assert not any(key.startswith("relation_") for key in perf)
+
+
+def test_package_readme_follows_the_latest_scores(tmp_path):
+    """``spacy package --force`` keeps the README of its previous build
+    unless the pipeline directory has one: write_meta writes it."""
+    from spacy.cli.package import package as spacy_package
+
+    model = spacy.blank("en")
+    model.meta.update(name="readme_check", version="0.0.1")
+    model.to_disk(tmp_path / "model")
+    packages = tmp_path / "packages"
+    packages.mkdir()
+    metrics = tmp_path / "run_test.json"
+    readmes = []
+    for f in (0.25, 0.75):
+        metrics.write_text(json.dumps({"reaction": {"micro": {"p": f, "r": f, "f": f, "n_pred": 4, "n_gold": 4}}}))
+        write_meta(tmp_path / "model", [metrics])
+        spacy_package(tmp_path / "model", packages, create_sdist=False, force=True, silent=True)
+        readmes.append((packages / "en_readme_check-0.0.1" / "README.md").read_text())
+    assert "| `REACTION_F` | 25.00 |" in readmes[0]
+    assert "| `REACTION_F` | 75.00 |" in readmes[1] and "25.00" not in readmes[1]
 
 
 def test_package_install_and_load_in_fresh_process(tmp_path):
