@@ -80,11 +80,11 @@ def performance(
             micro = (data.get(level) or {}).get("micro") if isinstance(data, dict) else None
             if not isinstance(micro, dict):
                 continue
+            unscored = micro.get("n_pred") == 0 or micro.get("n_gold") == 0
             for score in ("p", "r", "f"):
                 # a later system that predicted nothing at this level must not
                 # leave an earlier system's scores standing in the headline
                 out.pop(f"{level}_{score}", None)
-                unscored = micro.get("n_pred") == 0 or micro.get("n_gold") == 0
                 if not unscored and isinstance(micro.get(score), (int, float)):
                     out[f"{level}_{score}"] = micro[score]
     out["evaluation"] = evaluation

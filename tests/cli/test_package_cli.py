@@ -1,8 +1,9 @@
 """``clinie package``: assembles a config into a folder with the metrics'
 scores in meta.json, config overrides pass through as with spaCy's
-commands, and a missing metrics file is a clear error."""
+commands, and a missing metrics or gold file is a clear error."""
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from spacy_clinie.cli import app
@@ -45,12 +46,17 @@ def test_package_assembles_and_writes_meta(tmp_path):
     assert "meta performance" in result.output
 
 
-def test_package_missing_metrics_is_an_error(tmp_path):
+@pytest.mark.parametrize(
+    "option,missing,message",
+    [("--metrics", "none.json", "none.json: no such metrics file"),
+     ("--score-on", "none.spacy", "none.spacy: no such gold file")],
+)  # fmt: skip
+def test_package_missing_input_is_an_error(tmp_path, option, missing, message):
     cfg = tmp_path / "tiny.cfg"
     cfg.write_text(CONFIG)
-    result = CliRunner().invoke(app, ["package", str(cfg), str(tmp_path / "out"), "--metrics", str(tmp_path / "none.json")])
+    result = CliRunner().invoke(app, ["package", str(cfg), str(tmp_path / "out"), option, str(tmp_path / missing)])
     assert result.exit_code == 1
-    assert "none.json: no such metrics file" in result.output
+    assert message in result.output
     assert not (tmp_path / "out").exists()
 
 
@@ -85,11 +91,3 @@ def test_package_scores_the_assembled_pipeline(tmp_path):
     assert written["mention_strict"]["micro"]["f"] == perf["mention_strict_f"]
     assert written["system"]["labels"] == ["Drug"]
 
-
-def test_package_missing_gold_is_an_error(tmp_path):
-    cfg = tmp_path / "tiny.cfg"
-    cfg.write_text(CONFIG)
-    result = CliRunner().invoke(app, ["package", str(cfg), str(tmp_path / "out"), "--score-on", str(tmp_path / "none.spacy")])
-    assert result.exit_code == 1
-    assert "none.spacy: no such gold file" in result.output
-    assert not (tmp_path / "out").exists()
